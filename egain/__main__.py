@@ -1,0 +1,5 @@
+import sys
+
+from egain.cli.main import main
+
+sys.exit(main())

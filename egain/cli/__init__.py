@@ -1,0 +1,1 @@
+"""The ``egain`` command line."""

@@ -1,0 +1,83 @@
+"""Entry point of the ``egain`` command.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``; that function adds its
+parser(s) and sets ``func`` (called with the parsed namespace, returning an exit code or None).
+Modules are imported only when their command runs, so ``egain --help`` stays fast and one
+broken optional dependency cannot take the whole command down.
+
+User-facing failures raise :class:`~egain.errors.EgainError` and are printed as one line.
+Set ``EGAIN_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command name -> (module, one-line help). Keep alphabetical within groups.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("egain.cli.data", "make datasets (synthfaces)"),
+    "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
+    "edit": ("egain.cli.edit", "edit inverted faces along latent directions"),
+    "evaluate": ("egain.cli.evaluate", "score reconstructions against sources (SSIM, SCC, VIF, ID, ...)"),
+    "faces": ("egain.cli.faces", "train and evaluate face-embedding networks (ArcFace / MagFace losses)"),
+    "gan": ("egain.cli.gan", "train and sample StyleGAN2 / SWAGAN generators"),
+    "invert": ("egain.cli.invert", "invert images with a method and save reconstructions / latents"),
+    "train": ("egain.cli.train", "train an inversion method"),
+    "zoo": ("egain.cli.zoo", "list and check the bundled weights"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="egain", description="High-fidelity GAN inversion toolkit.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        if wanted == name:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name == module:
+                    sub.add_parser(name, help=help_text + " (not available in this build)")
+                    continue
+                raise
+            mod.register(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _version() -> str:
+    from egain import __version__
+
+    return f"egain {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    from egain.errors import EgainError
+
+    try:
+        code = func(args)
+    except EgainError as exc:
+        if os.environ.get("EGAIN_DEBUG") == "1":
+            raise
+        print(f"egain {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"egain {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Network building blocks shared by encoders and face-embedding networks."""

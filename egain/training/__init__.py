@@ -1,0 +1,1 @@
+"""Trainers (GAN, face embedding, inversion) and what they share: checkpoints, DDP, logging."""

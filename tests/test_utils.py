@@ -1,0 +1,48 @@
+"""Image I/O, grids and atomic checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from egain.errors import CheckpointError, InputError
+from egain.training.checkpoint import atomic_torch_save, load_checkpoint
+from egain.utils.images import list_images, load_image, make_grid, save_image
+
+
+def test_save_load_roundtrip_is_exact_for_uint8_values(tmp_path):
+    img = torch.randint(0, 256, (3, 8, 10)).float() / 127.5 - 1
+    save_image(img, tmp_path / "a.png")
+    back = load_image(tmp_path / "a.png")
+    assert torch.allclose(back, img, atol=1e-6)
+
+
+def test_grid_places_images_in_rows():
+    imgs = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(5)])
+    grid = make_grid(imgs, nrow=3, padding=1, pad_value=-1)
+    assert grid.shape == (3, 2 * 5 + 1, 3 * 5 + 1)
+    assert grid[0, 1, 1] == 0 and grid[0, 1, 6] == 1 and grid[0, 6, 1] == 3
+    assert grid[0, 0, 0] == -1
+
+
+def test_bad_images_give_one_clear_error(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        load_image(tmp_path / "x.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="contains no images"):
+        list_images(empty)
+
+
+def test_checkpoint_atomic_and_errors(tmp_path):
+    p = atomic_torch_save({"a": torch.ones(2)}, tmp_path / "c.pt")
+    assert load_checkpoint(p, required_keys=["a"])["a"].sum() == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="lacks 'b'"):
+        load_checkpoint(p, required_keys=["b"])
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
