@@ -353,3 +353,11 @@ def test_rare_boxes_hold_exactly_what_the_detail_changes(kind):
             assert changed[y0:y1, x0:x1].any(), f"{kind}: a box with nothing in it"
             inside[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1] = True
         assert not (changed & ~inside).any(), f"{kind}: pixels changed outside its boxes"
+
+
+def test_split_filter_keeps_only_that_split(tmp_path):
+    from egain.data.synthfaces.writer import write_synthfaces
+
+    recs = write_synthfaces(tmp_path / "tr", 30, 1, 16, 0, split="train", show_progress=False)
+    assert recs and all(r["split"] == "train" for r in recs)
+    assert len(recs) < 30

@@ -40,6 +40,11 @@ def register(subparsers) -> None:
     s.add_argument(
         "--count", type=int, default=None, help="images of --eval-set/--hard-set (default 500/200)"
     )
+    s.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        help="write only the identities of this split (e.g. a training folder free of eval identities)",
+    )
     s.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier synthfaces dataset in --out")
     s.set_defaults(func=_synthfaces)
@@ -51,6 +56,8 @@ def _synthfaces(args: argparse.Namespace) -> int:
     from egain.errors import InputError
 
     recipe = "eval" if args.eval_set else ("hard" if args.hard_set else None)
+    if args.split is not None and recipe is not None:
+        raise InputError("--split applies to the plain recipe; the eval/hard recipes are held-out already")
     if args.count is not None and recipe is None:
         raise InputError(
             "--count applies to --eval-set or --hard-set; use --identities/--per-identity otherwise"
@@ -67,6 +74,7 @@ def _synthfaces(args: argparse.Namespace) -> int:
         count=args.count,
         workers=args.workers,
         overwrite=args.overwrite,
+        split=args.split,
     )
     dt = time.perf_counter() - t0
     splits = {}

@@ -1,1 +1,36 @@
-"""faces."""
+"""Face-embedding networks and the backend interface used by ID metrics, MagFace quality and ID losses.
+
+Entry point: :func:`load_embedder` (``"synthfaces-arcface"``, ``"synthfaces-magface"``,
+``"arcface-irse50:PATH"``, ``"magface-iresnet100:PATH"``, ``"dlib"`` or an ``embedder.pt`` path)
+returning a :class:`FaceEmbedder` with ``embed``, ``similarity``, ``quality`` and ``features``.
+"""
+
+from egain.faces.embedder import (
+    EMBEDDER_FORMAT,
+    FaceEmbedder,
+    embedder_checkpoint,
+    load_arcface_irse50,
+    load_egain_embedder,
+    load_embedder,
+    load_magface_iresnet,
+)
+from egain.faces.nets import FaceNetConfig, IResNet, IRSEFaceNet, arcface_irse50, iresnet
+from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
+
+__all__ = [
+    "EMBEDDER_FORMAT",
+    "FaceEmbedder",
+    "FaceNetConfig",
+    "FacePreprocess",
+    "IRSEFaceNet",
+    "IResNet",
+    "arcface_irse50",
+    "arcface_preprocess",
+    "embedder_checkpoint",
+    "iresnet",
+    "load_arcface_irse50",
+    "load_egain_embedder",
+    "load_embedder",
+    "load_magface_iresnet",
+    "magface_preprocess",
+]

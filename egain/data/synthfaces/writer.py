@@ -21,6 +21,7 @@ from PIL import Image
 from egain.errors import InputError
 from egain.training.logging import progress
 
+from .params import split_of
 from .recipes import (
     check_count,
     check_rates,
@@ -95,12 +96,14 @@ def write_synthfaces(
     overwrite: bool = False,
     sheet_images: int = 64,
     show_progress: bool = True,
+    split: str | None = None,
 ) -> list[dict]:
     """Render a recipe into ``out``; returns the label records in file order.
 
     ``recipe`` None renders identities 0..N-1 with ``per_identity`` images each (all splits,
     labelled); 'eval' / 'hard' render the fixed evaluation recipes (``count`` overrides their
-    500 / 200 images, e.g. for tests).
+    500 / 200 images, e.g. for tests). ``split`` keeps only identities of that split ("train",
+    "val" or "test"), so a GAN or encoder training folder never holds evaluation identities.
     """
     size = check_size(size)
     seed = check_seed(seed)
@@ -110,7 +113,13 @@ def write_synthfaces(
     if recipe is None:
         n = check_count(identities, "identities")
         k = check_count(per_identity, "per_identity")
-        keys = [(i, v) for i in range(n) for v in range(k)]
+        if split is not None:
+            if split not in ("train", "val", "test"):
+                raise InputError(f"split must be 'train', 'val' or 'test', got {split!r}")
+            ids = [i for i in range(n) if split_of(seed, i) == split]
+        else:
+            ids = list(range(n))
+        keys = [(i, v) for i in ids for v in range(k)]
     elif recipe in ("eval", "hard"):
         if count is not None:
             check_count(count, "count")
