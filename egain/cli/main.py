@@ -18,6 +18,7 @@ import sys
 
 # command name -> (module, one-line help). Keep alphabetical within groups.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
     "edit": ("egain.cli.edit", "edit inverted faces along latent directions"),

@@ -1,0 +1,94 @@
+"""``egain compare``: render the evaluation sets, invert them with every bundled method, score, test.
+
+    egain compare --out runs/compare [--methods e4e,e4e-swagan,hfgi,egain,egain-external]
+                  [--sets eval,hard] [--n N] [--readme README.md]
+
+Writes OUT/comparison.{md,csv,json} (ID, SSIM in [0,1], SCC, VIF, MagFace, PSNR, MAE, time per image,
+parameters per set and method), OUT/stats.csv (Wilcoxon tests of egain vs e4e; the SCC advantage
+on the hard set vs the evaluation set), OUT/plots/ (box plots) and OUT/<set>/report/ (the full
+``egain evaluate`` reports). ``--readme`` rewrites the block between ``<!-- comparison:start -->``
+and ``<!-- comparison:end -->`` in that file (and copies the box plots to docs/comparison/ beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from egain.workflows.bundled import BUNDLED_METHODS, COMPARE_METHODS
+
+    p = sub.add_parser(
+        "compare",
+        help="compare the bundled methods on the synthfaces evaluation sets (the README table)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, help="output folder (data are rendered into OUT/data and reused)")
+    p.add_argument(
+        "--methods",
+        default=",".join(COMPARE_METHODS),
+        help=f"comma list of bundled methods (default: all: {', '.join(BUNDLED_METHODS)})",
+    )
+    p.add_argument("--sets", default="eval,hard", help="comma list of eval,hard (default both)")
+    p.add_argument("--n", type=int, help="images per set (default: the full recipes, 500 and 200)")
+    p.add_argument("--size", type=int, help="render size (default: the methods' input size)")
+    p.add_argument("--readme", help="rewrite the comparison block of this Markdown file")
+    p.add_argument(
+        "--readme-assets",
+        help="folder for the README's box plots and CSVs (default: docs/comparison beside it)",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=1, help="processes rendering the sets (default 1)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for CIs")
+    p.set_defaults(func=run)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as a person would retype it (options left at their defaults omitted)."""
+    from egain.workflows.bundled import COMPARE_METHODS
+
+    parts = ["egain", "compare", "--out", args.out]
+    defaults = {
+        "methods": ",".join(COMPARE_METHODS),
+        "sets": "eval,hard",
+        "n": None,
+        "size": None,
+        "device": "auto",
+        "bootstrap": 2000,
+        "readme": None,
+        "readme_assets": None,
+    }
+    for key, default in defaults.items():
+        value = getattr(args, key)
+        if value != default:
+            parts += [f"--{key.replace('_', '-')}", str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from egain.workflows.compare import run_compare, table_markdown, verdict_lines
+
+    result = run_compare(
+        args.out,
+        args.methods,
+        sets=args.sets,
+        n=args.n,
+        size=args.size,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        readme=args.readme,
+        readme_assets=args.readme_assets,
+        command=_command_line(args),
+        n_boot=args.bootstrap,
+    )
+    print(table_markdown(result.table, result.metrics))
+    for line in verdict_lines(result.tests, result.advantage):
+        print(line)
+    print(f"table: {result.files['table_md']}")
+    if "readme" in result.files:
+        print(f"updated the comparison block of {result.files['readme']}")
+    return 0

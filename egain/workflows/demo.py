@@ -1,0 +1,238 @@
+"""``egain demo``: invert the bundled examples with the bundled models, side by side, with metrics.
+
+Writes into OUT:
+
+* ``<method>/<example file name>.png`` -- the reconstructions (and ``timing.json``);
+* ``comparison.png`` -- one row per example: source | method 1 | method 2 ..., labelled columns;
+* ``report/`` -- the ``egain evaluate`` report (scores.csv, summary.md, box plots, grid);
+* ``table.md`` -- the short table printed at the end.
+
+Every bundled weight a requested method needs is checked before anything is written, so a missing
+one gives a single line naming it (exit code 2) and leaves OUT untouched. Reconstructions are
+written into a staging folder and moved into place once all methods are done.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from egain.errors import InputError
+from egain.metrics.functional import VIF_MIN_SIZE
+from egain.workflows.bundled import (
+    DEMO_METHODS,
+    EMBEDDERS,
+    embedder_available,
+    load_bundled,
+    parse_labels,
+    require_weights,
+)
+from egain.workflows.inversion import InversionRun, invert_files
+
+GRID_FILE = "comparison.png"
+REPORT_DIR = "report"
+TABLE_FILE = "table.md"
+#: metrics of the demo report (LPIPS needs torchvision weights a fresh machine does not have)
+PIXEL = ("ssim", "scc", "vif", "psnr", "mae", "mse")
+TABLE_METRICS = (
+    ("id", "ID"),
+    ("ssim", "SSIM"),
+    ("scc", "SCC"),
+    ("vif", "VIF"),
+    ("psnr", "PSNR"),
+    ("mae", "MAE"),
+)
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    runs: dict[str, InversionRun]
+    grid: Path
+    report_dir: Path
+    table: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _uint8(path: Path) -> torch.Tensor:
+    """(3, H, W) uint8 RGB, as stored."""
+    from egain.utils.images import open_image
+
+    return torch.from_numpy(np.array(open_image(path), dtype=np.uint8)).permute(2, 0, 1)
+
+
+def _fit(tile: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Resize a uint8 tile: nearest when enlarging (keeps pixels visible), area when shrinking."""
+    import torch.nn.functional as F
+
+    if tuple(tile.shape[-2:]) == hw:
+        return tile
+    mode = "area" if tile.shape[-1] > hw[1] else "nearest"
+    return F.interpolate(tile[None].float(), size=hw, mode=mode)[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def write_comparison_grid(
+    sources: Sequence[Path], columns: dict[str, Path], path: str | os.PathLike, tile: int = 128, pad: int = 2
+) -> Path:
+    """source | method 1 | ... with one row per source image, and the column labels drawn on top.
+
+    Reconstructions are looked up by the source's stem in each method folder (a missing one is a
+    grey tile); tiles are shown at ``tile`` px, 64 px faces enlarged by nearest neighbour so that
+    the pixel-level detail each method keeps or loses stays visible.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    hw = (tile, tile)
+    names = ["source", *columns]
+    header = max(18, tile // 6)
+    width = len(names) * (tile + pad) + pad
+    height = header + len(sources) * (tile + pad) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    for i, src in enumerate(sources):
+        cells = [src] + [Path(folder) / f"{src.stem}.png" for folder in columns.values()]
+        for j, cell in enumerate(cells):
+            x, y = pad + j * (tile + pad), header + pad + i * (tile + pad)
+            if cell.exists():
+                t = _fit(_uint8(cell), hw)
+                canvas.paste(Image.fromarray(t.permute(1, 2, 0).numpy(), "RGB"), (x, y))
+            else:
+                canvas.paste((128, 128, 128), (x, y, x + tile, y + tile))
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=max(10, header - 6))
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        font = ImageFont.load_default()
+    for j, label in enumerate(names):
+        draw.text((pad + j * (tile + pad) + 3, 2), label, fill=(0, 0, 0), font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def _replace(src: Path, dst: Path) -> None:
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    elif dst.exists():
+        dst.unlink()
+    os.replace(src, dst)
+
+
+def format_table(summary: Sequence[dict], runs: dict[str, InversionRun], metrics: Sequence[str]) -> str:
+    """A Markdown table: mean per metric, ms per image and parameters (millions) per method."""
+    by = {(r["metric"], r["method"]): r for r in summary}
+    cols = [(k, t) for k, t in TABLE_METRICS if k in metrics]
+    head = "| method | " + " | ".join(t for _, t in cols) + " | ms / image | parameters (M) |"
+    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    for label, run in runs.items():
+        cells = []
+        for k, _ in cols:
+            r = by.get((k, label))
+            v = r["mean"] if r and r.get("n") else math.nan
+            cells.append("–" if not math.isfinite(v) else (f"{v:.2f}" if k == "psnr" else f"{v:.3f}"))
+        cells.append(f"{run.seconds_per_image * 1000:.1f}")
+        cells.append(f"{run.parameters / 1e6:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_demo(
+    out: str | os.PathLike,
+    methods: str | Sequence[str] = DEMO_METHODS,
+    *,
+    device: str | torch.device = "auto",
+    inputs: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> DemoResult:
+    """Invert the bundled examples (or the images in ``inputs``) with the bundled ``methods``."""
+    from egain.metrics.evaluate import evaluate_folders
+    from egain.utils.device import resolve_device
+    from egain.utils.images import list_images, open_image
+    from egain.workflows.examples import example_files
+
+    labels = parse_labels(methods, DEMO_METHODS)
+    require_weights(labels, "egain demo")  # before anything is written
+    files = list_images(inputs) if inputs is not None else example_files()
+    if len({f.stem for f in files}) != len(files):
+        raise InputError("input images must have distinct file names (reconstructions keep the source names)")
+    dev = resolve_device(device)
+    models = {label: load_bundled(label, dev) for label in labels}
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; expected a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    stage = out / f".demo-staging-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    try:
+        runs = {
+            label: invert_files(
+                model, files, stage / label, label=label, batch_size=batch_size, progress=progress
+            )
+            for label, model in models.items()
+        }
+        for label, run in runs.items():
+            _replace(stage / label, out / label)
+            run.out_dir = out / label
+        # sources and reconstructions are compared at one size: the sources' when they differ
+        source_sides = {side for f in files for side in open_image(f).size}
+        model_sides = {run.input_size for run in runs.values()}
+        size = None if len(source_sides) == 1 and model_sides == source_sides else max(source_sides)
+        notes = []
+        metrics = list(PIXEL)
+        if (size or max(source_sides)) < VIF_MIN_SIZE:
+            metrics.remove("vif")
+            notes.append(f"vif not computed: VIF-p needs images of at least {VIF_MIN_SIZE} px")
+        for metric in ("id", "magface"):
+            zoo_name = EMBEDDERS[metric][1]
+            if embedder_available(metric):
+                metrics.append(metric)
+            else:
+                notes.append(f"{metric} not computed: bundled face embedder {zoo_name} is not installed")
+        source_dir = files[0].parent
+        if inputs is not None and not Path(inputs).is_dir():
+            # a single file: pair it alone, not with its neighbours in the folder
+            source_dir = stage / "sources"
+            source_dir.mkdir()
+            for f in files:
+                shutil.copyfile(f, source_dir / f.name)
+        report = evaluate_folders(
+            source_dir,
+            {label: out / label for label in labels},
+            stage / REPORT_DIR,
+            metrics=metrics,
+            identity_backend=EMBEDDERS["id"][0] if "id" in metrics else None,
+            magface_backend=EMBEDDERS["magface"][0] if "magface" in metrics else None,
+            grid=0,
+            size=size,
+            device=dev,
+            batch_size=32,
+            progress=progress,
+        )
+        notes += [f"{k} not computed: {v}" for k, v in report.unavailable.items()]
+        write_comparison_grid(files, {label: out / label for label in labels}, stage / GRID_FILE)
+        table = format_table(report.summary, runs, report.metrics)
+        (stage / TABLE_FILE).write_text(
+            f"{'Images of ' + str(inputs) if inputs is not None else 'Bundled examples'} ({len(files)} images), "
+            f"means over images; device {dev}.\n\n{table}\n"
+            + "".join(f"\n- {n}" for n in notes)
+            + ("\n" if notes else ""),
+            encoding="utf-8",
+        )
+        for name in (REPORT_DIR, GRID_FILE, TABLE_FILE):
+            _replace(stage / name, out / name)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
+    return DemoResult(out, runs, out / GRID_FILE, out / REPORT_DIR, table, notes)
