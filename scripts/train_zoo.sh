@@ -1,33 +1,73 @@
 #!/usr/bin/env bash
 # Train the bundled weights (the "zoo") with the project's own commands. Every stage resumes:
-# run it again (in the same ZOO_RUNS folder) and it continues where it stopped.
+# run it again (same ZOO_RUNS folder) and it continues where it stopped. docs/zoo.md explains the
+# choices (sizes, steps) and the order:
 #
-#   bash scripts/train_zoo.sh data        # render the synthfaces training folder
-#   bash scripts/train_zoo.sh gan-swagan  # one stage (see the case below)
+#   data -> gan-swagan, gan-stylegan2, faces-arcface, faces-magface (independent)
+#        -> e4e-stylegan2, e4e-swagan -> hfgi-stylegan2, egain-swagan, egain-external-swagan
 #
-# Stages write into $ZOO_RUNS/<name>/ (default /work/runs); `egain zoo add` copies a finished
-# export into egain/zoo/weights/ with a manifest made from the run's own run.json.
+#   bash scripts/train_zoo.sh STAGE        # run one stage (resumes)
+#   bash scripts/train_zoo.sh add STAGE    # copy a finished stage into egain/zoo/weights with its manifest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 DATA=${ZOO_DATA:-/work/data}
 RUNS=${ZOO_RUNS:-/work/runs}
-THREADS=${ZOO_THREADS:-1}
+export OMP_NUM_THREADS=${ZOO_THREADS:-1} MKL_NUM_THREADS=${ZOO_THREADS:-1}
 mkdir -p "$DATA" "$RUNS"
+TRAIN="$DATA/sf-train-64"
 
 gan() {  # gan ARCH
   egain gan train --arch "$1" --size 64 --style-dim 256 --n-mlp 8 --channel-base 1024 --channel-max 256 \
-    --data "$DATA/sf-train-64" --mirror --augment none --r1 auto --batch 16 --iters 30000 \
+    --data "$TRAIN" --mirror --augment none --r1 auto --batch 16 --iters "${GAN_ITERS:-6000}" \
     --ckpt-every 100 --sample-every 250 --n-sample 64 --log-every 10 --seed 0 \
-    --threads "$THREADS" --out "$RUNS/gan-$1-64" --resume auto
+    --threads "$OMP_NUM_THREADS" --out "$RUNS/gan-$1-64" --resume auto
 }
 
-case "${1:-}" in
-  data)
-    [ -f "$DATA/sf-train-64/labels.jsonl" ] || egain data synthfaces --out "$DATA/sf-train-64" \
-      --identities 2500 --per-identity 8 --size 64 --seed 0 --split train --workers 2
-    ;;
-  gan-swagan) gan swagan ;;
-  gan-stylegan2) gan stylegan2 ;;
-  *) echo "usage: $0 data|gan-swagan|gan-stylegan2" >&2; exit 2 ;;
-esac
+faces() {  # faces LOSS
+  egain faces train --loss "$1" --data "$TRAIN" --out "$RUNS/faces-$1-64" --iters "${FACES_ITERS:-2500}" \
+    --batch 64 --eval-every 500 --seed 0 --resume auto
+}
+
+inversion() {  # inversion METHOD ARCH [extra args]
+  local method=$1 arch=$2
+  shift 2
+  egain train --method "$method" --generator "$RUNS/gan-$arch-64/generator.pt" --data "$TRAIN" \
+    --out "$RUNS/$method-$arch-64" --iters "${INV_ITERS:-3000}" --batch 8 --seed 0 \
+    --id-net "$RUNS/faces-arcface-64/embedder.pt" --progressive-start 300 --progressive-every 100 \
+    --ckpt-every 100 --val-every 250 --resume auto "$@"
+}
+
+stage() {
+  case "$1" in
+    data)
+      [ -f "$TRAIN/labels.jsonl" ] || egain data synthfaces --out "$TRAIN" \
+        --identities 2500 --per-identity 8 --size 64 --seed 0 --split train --workers 2 ;;
+    gan-swagan) gan swagan ;;
+    gan-stylegan2) gan stylegan2 ;;
+    faces-arcface) faces arcface ;;
+    faces-magface) faces magface ;;
+    e4e-stylegan2) inversion e4e stylegan2 ;;
+    e4e-swagan) inversion e4e swagan ;;
+    hfgi-stylegan2) inversion hfgi stylegan2 --basic-encoder "$RUNS/e4e-stylegan2-64/model.pt" ;;
+    egain-swagan) inversion egain swagan --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
+    egain-external-swagan) inversion egain-external swagan --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
+    *) echo "unknown stage '$1'" >&2; exit 2 ;;
+  esac
+}
+
+add() {  # add STAGE: bundle a finished stage
+  local name
+  case "$1" in
+    gan-*) name="$1-64"
+      egain zoo add --name "$name" --weights "$RUNS/$name/generator.pt" --run-info "$RUNS/$name/run.json" --kind generator ;;
+    faces-*) name="$1-64"
+      egain zoo add --name "$name" --weights "$RUNS/$name/embedder.pt" --run-info "$RUNS/$name/run.json" --kind face-embedder ;;
+    *) name="$1-64"
+      local arch=${1##*-}
+      egain zoo add --name "$name" --weights "$RUNS/$name/model.pt" --run-info "$RUNS/$name/run.json" --kind method \
+        --generator-zoo "gan-$arch-64" ;;
+  esac
+}
+
+if [ "${1:-}" = add ]; then add "${2:?stage}"; else stage "${1:?stage (see the header)}"; fi

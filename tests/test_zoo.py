@@ -33,3 +33,52 @@ def test_clock_accumulates_across_resume():
     b.load_state_dict(state)
     assert b.seconds >= 100.0
     assert len(b.state_dict()["sessions"]) == 2
+
+
+def test_bundled_method_references_zoo_generator(tmp_path, monkeypatch):
+    """`zoo add --generator-zoo` stores a reference, and `create(name)` with no paths uses the zoo."""
+    import pytest
+    from inversion_helpers import TINY_BASIC, tiny_generator
+
+    import egain.methods as methods
+    from egain import zoo
+    from egain.errors import CheckpointError
+    from egain.generators import save_generator
+    from egain.training.checkpoint import load_checkpoint
+
+    g = tiny_generator("swagan", 16)
+    zdir = tmp_path / "zoo"
+    zdir.mkdir()
+    save_generator(g, zdir / "gan-swagan-64.pt", latent_avg=g.latent_avg)
+    model = methods.create("egain", generator=g, basic_encoder=TINY_BASIC)
+    model.save(tmp_path / "model.pt")
+    write_run_info(tmp_path / "run.json", RunClock(), steps=1, device="cpu")
+    add_to_zoo(
+        "egain-swagan-64",
+        tmp_path / "model.pt",
+        tmp_path / "run.json",
+        kind="method",
+        weights_dir=zdir,
+        generator_zoo="gan-swagan-64",
+    )
+    stored = load_checkpoint(zdir / "egain-swagan-64.pt")
+    assert stored["generator"]["zoo"] == "gan-swagan-64" and "state_dict" not in stored["generator"]
+    assert (zdir / "egain-swagan-64.pt").stat().st_size < (tmp_path / "model.pt").stat().st_size
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", zdir)
+    bundled = methods.create("egain")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(bundled.invert(x).reconstruction, model.invert(x).reconstruction, atol=1e-6)
+
+    other = tiny_generator("swagan", 16, seed=5)
+    methods.create("egain", generator=other, basic_encoder=TINY_BASIC).save(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not the zoo generator"):
+        add_to_zoo(
+            "x",
+            tmp_path / "other.pt",
+            tmp_path / "run.json",
+            kind="method",
+            weights_dir=zdir,
+            generator_zoo="gan-swagan-64",
+        )

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pa.add_argument("--kind", required=True, choices=["generator", "face-embedder", "method"])
     pa.add_argument("--scores", help="JSON file of scores to record")
     pa.add_argument("--notes", default="")
+    pa.add_argument(
+        "--generator-zoo",
+        help="(methods) the zoo generator the model was trained with; stored as a reference, not a copy",
+    )
     pa.set_defaults(func=_add)
 
 
@@ -69,6 +73,14 @@ def _add(args: argparse.Namespace) -> int:
     from egain.zoo.manage import add_to_zoo
 
     scores = json.loads(Path(args.scores).read_text()) if args.scores else None
-    rec = add_to_zoo(args.name, args.weights, args.run_info, kind=args.kind, scores=scores, notes=args.notes)
+    rec = add_to_zoo(
+        args.name,
+        args.weights,
+        args.run_info,
+        kind=args.kind,
+        scores=scores,
+        notes=args.notes,
+        generator_zoo=args.generator_zoo,
+    )
     print(f"added {rec['name']} ({rec['size_bytes'] / 1e6:.1f} MB, sha256 {rec['sha256'][:12]})")
     return 0

@@ -134,6 +134,10 @@ def generators_api():
 def generator_from_record(record: Mapping[str, Any], device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild (embedded) or reload (referenced by path) the generator a checkpoint was trained with."""
     generators = generators_api()
+    if "zoo" in record:  # bundled weights reference the bundled generator instead of embedding it
+        from egain.zoo import bundled_path
+
+        return load_generator(bundled_path(record["zoo"]), device)
     if "state_dict" in record and "config" in record:
         g = generators.build_generator(record["arch"], record["size"], **_build_kwargs(record["config"]))
         g.load_state_dict(record["state_dict"])

@@ -141,11 +141,9 @@ def create(
     """
     spec = _spec(name)
     dev = resolve_device(device)
+    if checkpoint is None and generator is None:
+        checkpoint = _bundled_checkpoint(name)
     if checkpoint is None:
-        if generator is None:
-            raise EgainError(
-                f"method {name!r} needs a generator (generator=... / --generator) or a checkpoint"
-            )
         g = generator_io.load_generator(generator, dev)
         return spec.factory(name, g, method_config(name, **config)).to(dev)
     if not isinstance(checkpoint, Mapping) and not os.path.exists(checkpoint):
@@ -175,6 +173,20 @@ def create(
         f"{where} is neither an egain inversion checkpoint nor a published e4e/HFGI dict "
         f"(keys: {', '.join(map(str, list(ckpt)[:8]))})"
     )
+
+
+def _bundled_checkpoint(name: str):
+    """The zoo weights behind ``create(name)`` with no paths (the synthfaces world's models)."""
+    from egain import zoo
+    from egain.workflows.bundled import BUNDLED_METHODS
+
+    bundled = BUNDLED_METHODS.get(name)
+    if bundled is None:
+        raise EgainError(
+            f"method {name!r} has no bundled weights; pass generator=... (and checkpoint=... to load trained "
+            "weights)"
+        )
+    return zoo.bundled_path(bundled.weights)
 
 
 def _load_ours(

@@ -53,8 +53,19 @@ def hardware_description(device: torch.device | str | None = None) -> str:
     return f"{device.type}:{name}; {os.cpu_count()} cpu cores; torch {torch.__version__}; world_size {world}"
 
 
+_COMMAND: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command being run (the CLI calls this with ``["egain", *args]``)."""
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
 def command_line() -> str:
     """The command as the user typed it (``egain ...`` when run through the entry point)."""
+    if _COMMAND is not None:
+        return shlex.join(_COMMAND)
     argv = list(sys.argv)
     prog = Path(argv[0]).name if argv else "egain"
     if prog in ("egain", "__main__.py", "main.py"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from egain.errors import CheckpointError
-from egain.training.checkpoint import sha256_file
+from egain.training.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
 from egain.zoo import WEIGHTS_DIR, available, manifest
 
 MANIFEST_FIELDS = (
@@ -44,8 +44,14 @@ def add_to_zoo(
     scores: dict[str, Any] | None = None,
     notes: str = "",
     weights_dir: Path = WEIGHTS_DIR,
+    generator_zoo: str | None = None,
 ) -> dict:
-    """Copy ``weights`` into the zoo as ``name`` and write its manifest from ``run_info``."""
+    """Copy ``weights`` into the zoo as ``name`` and write its manifest from ``run_info``.
+
+    ``generator_zoo``: for an inversion model, the zoo generator it was trained with; the generator
+    embedded in the method checkpoint is replaced by a reference to it (checked to be identical), so
+    the bundle holds each generator once.
+    """
     weights, run_info = Path(weights), Path(run_info)
     if not weights.is_file():
         raise CheckpointError(f"weights '{weights}' do not exist")
@@ -56,9 +62,12 @@ def add_to_zoo(
     info = json.loads(run_info.read_text())
     weights_dir.mkdir(parents=True, exist_ok=True)
     target = weights_dir / f"{name}.pt"
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(weights, tmp)
-    os.replace(tmp, target)
+    if generator_zoo is not None:
+        atomic_torch_save(link_generator(weights, generator_zoo, weights_dir), target)
+    else:
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(weights, tmp)
+        os.replace(tmp, target)
     record = {
         "name": name,
         "kind": kind,
@@ -98,3 +107,34 @@ def listing() -> list[dict[str, Any]]:
             meta = {"name": name, "notes": "no manifest"}
         rows.append(meta)
     return rows
+
+
+def link_generator(weights: str | os.PathLike, generator_zoo: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """A method checkpoint whose embedded generator is replaced by ``{"zoo": generator_zoo}``.
+
+    Refuses when the embedded generator differs from the zoo one: the reference must reproduce
+    exactly the network the method was trained with.
+    """
+    import torch
+
+    from egain.generators import load_generator
+
+    ckpt = load_checkpoint(weights, what="method checkpoint")
+    record = ckpt.get("generator")
+    if not isinstance(record, dict) or "state_dict" not in record:
+        raise CheckpointError(
+            f"'{weights}' embeds no generator to link to the zoo generator '{generator_zoo}'"
+        )
+    zoo_file = weights_dir / f"{generator_zoo}.pt"
+    if not zoo_file.exists():
+        raise CheckpointError(f"zoo generator '{generator_zoo}' is not in {weights_dir}; add it first")
+    reference = load_generator(zoo_file, device="cpu").state_dict()
+    embedded = record["state_dict"]
+    same = set(reference) == set(embedded) and all(torch.equal(reference[k], embedded[k]) for k in reference)
+    if not same:
+        raise CheckpointError(
+            f"the generator embedded in '{weights}' is not the zoo generator '{generator_zoo}' (weights differ)"
+        )
+    ckpt["generator"] = {k: v for k, v in record.items() if k not in ("state_dict", "config", "path")}
+    ckpt["generator"]["zoo"] = generator_zoo
+    return ckpt

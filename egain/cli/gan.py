@@ -1,0 +1,223 @@
+"""``egain gan train`` and ``egain gan sample``: train StyleGAN2 / SWAGAN on an image folder, draw grids.
+
+Training runs on one process or under ``torchrun --nproc_per_node N egain gan train ...`` (the same
+command); see :mod:`egain.training.gan` for the algorithm and its defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from egain.errors import EgainError
+
+
+def _r1_value(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got '{text}'") from None
+
+
+def _optional_float(text: str) -> float | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got '{text}'") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("gan", help="train and sample StyleGAN2 / SWAGAN generators")
+    sub = parser.add_subparsers(dest="gan_command", metavar="{train,sample}")
+    _register_train(sub)
+    _register_sample(sub)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a generator on an image folder (DDP under torchrun)",
+        description="Train StyleGAN2/SWAGAN with the StyleGAN2 recipe (non-saturating loss, lazy R1, "
+        "path-length regularisation, EMA, style mixing). Writes RUN_DIR/checkpoint.pt (resumable), "
+        "RUN_DIR/samples/*.png, RUN_DIR/log.jsonl and, when finished, RUN_DIR/generator.pt.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    m = p.add_argument_group("model")
+    m.add_argument("--arch", choices=("stylegan2", "swagan"), default="stylegan2")
+    m.add_argument("--size", type=int, default=64, help="output resolution (power of two >= 16)")
+    m.add_argument("--style-dim", type=int, default=None, help="latent width (generator default if unset)")
+    m.add_argument("--n-mlp", type=int, default=None, help="mapping-network depth")
+    m.add_argument("--channel-base", type=int, default=None, help="channel table base")
+    m.add_argument("--channel-max", type=int, default=None, help="channel table cap")
+    m.add_argument("--channel-multiplier", type=int, default=None, help="channel multiplier (StyleGAN2: 2)")
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--data", required=True, help="folder of training images (any size; resized + centre-cropped)"
+    )
+    d.add_argument("--mirror", action="store_true", help="random horizontal flips of the reals")
+    d.add_argument(
+        "--preload",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="decode the whole dataset into memory",
+    )
+    d.add_argument("--workers", type=int, default=2, help="DataLoader workers when not preloaded")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--out", required=True, help="run folder (checkpoint, samples, log)")
+    o.add_argument("--batch", type=int, default=16, help="global batch size (split over processes)")
+    o.add_argument("--iters", type=int, default=800_000, help="total training steps")
+    o.add_argument("--lr", type=float, default=0.002)
+    o.add_argument("--r1", type=_r1_value, default=10.0, help="R1 gamma, or 'auto' = 0.0002*size^2/batch")
+    o.add_argument("--d-reg-every", type=int, default=16, help="lazy R1 interval")
+    o.add_argument("--path-regularize", type=float, default=2.0, help="path-length weight (0 disables)")
+    o.add_argument("--path-batch-shrink", type=int, default=2)
+    o.add_argument("--g-reg-every", type=int, default=4, help="lazy path-length interval")
+    o.add_argument("--mixing", type=float, default=0.9, help="style-mixing probability")
+    o.add_argument("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (default 10*batch/32)")
+    o.add_argument("--ema-rampup", type=_optional_float, default=0.05, help="EMA ramp-up ratio, or 'none'")
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--augment", choices=("none", "diffaug", "ada"), default="none")
+    a.add_argument("--augment-p", type=float, default=0.0, help="initial ADA probability")
+    a.add_argument(
+        "--ada-target", type=_optional_float, default=0.6, help="ADA r_t target ('none' = fixed p)"
+    )
+    a.add_argument("--ada-kimg", type=float, default=500.0, help="kimg for p to go from 0 to 1")
+    a.add_argument("--ada-interval", type=int, default=4, help="steps between p updates")
+    a.add_argument("--diffaug-policy", default="color,translation,cutout")
+    r = p.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    r.add_argument("--resume", default=None, help="'auto' (RUN_DIR/checkpoint.pt if present) or a checkpoint")
+    r.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints")
+    r.add_argument("--keep-snapshots", type=int, default=0, help="also keep the last K checkpoints")
+    r.add_argument("--sample-every", type=int, default=1000, help="steps between sample grids")
+    r.add_argument("--n-sample", type=int, default=64, help="images in each sample grid")
+    r.add_argument("--log-every", type=int, default=50, help="steps between log.jsonl records")
+    r.add_argument("--stop-after", type=int, default=None, help="stop after N steps without saving (tests)")
+    r.add_argument("--export", default=None, help="also write the final EMA generator here")
+    p.set_defaults(func=_train)
+
+
+def _register_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="draw a grid of samples from a generator or training checkpoint",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="generator.pt, checkpoint.pt or a rosinality .pt")
+    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--out", default="samples.png", help="grid PNG to write")
+    p.add_argument("--out-dir", default=None, help="also write each sample as its own PNG here")
+    p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
+    p.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise mode")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_sample)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from egain.training.gan import GanTrainConfig, train_gan
+
+    cfg = GanTrainConfig(
+        data=args.data,
+        out=args.out,
+        arch=args.arch,
+        size=args.size,
+        style_dim=args.style_dim,
+        n_mlp=args.n_mlp,
+        channel_base=args.channel_base,
+        channel_max=args.channel_max,
+        channel_multiplier=args.channel_multiplier,
+        batch=args.batch,
+        iters=args.iters,
+        lr=args.lr,
+        r1=args.r1,
+        d_reg_every=args.d_reg_every,
+        path_regularize=args.path_regularize,
+        path_batch_shrink=args.path_batch_shrink,
+        g_reg_every=args.g_reg_every,
+        mixing=args.mixing,
+        ema_kimg=args.ema_kimg,
+        ema_rampup=args.ema_rampup,
+        mirror=args.mirror,
+        augment=args.augment,
+        augment_p=args.augment_p,
+        ada_target=args.ada_target,
+        ada_kimg=args.ada_kimg,
+        ada_interval=args.ada_interval,
+        diffaug_policy=args.diffaug_policy,
+        preload=args.preload,
+        workers=args.workers,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        resume=args.resume,
+        ckpt_every=args.ckpt_every,
+        keep_snapshots=args.keep_snapshots,
+        sample_every=args.sample_every,
+        n_sample=args.n_sample,
+        log_every=args.log_every,
+        stop_after=args.stop_after,
+        export=args.export,
+    )
+    summary = train_gan(cfg)
+    if summary.get("stopped"):
+        print(
+            f"stopped at step {summary['step']}; checkpoint saved in {summary['out']} "
+            "(continue with --resume auto)"
+        )
+        return 130
+    if summary["step"] < cfg.iters:
+        print(f"stopped after step {summary['step']} of {cfg.iters} (--stop-after)")
+    if "generator" in summary:
+        print(f"trained {summary['step']} steps; generator written to {summary['generator']}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from egain.generators import load_generator
+    from egain.utils.device import resolve_device
+    from egain.utils.images import save_grid, save_image
+
+    if args.n < 1:
+        raise EgainError(f"--n must be >= 1, got {args.n}")
+    if not 0.0 <= args.truncation <= 1.0:
+        raise EgainError(f"--truncation is a psi in [0, 1], got {args.truncation}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise EgainError(f"--device {args.device} asks for CUDA but none is available; use --device cpu")
+    device = resolve_device(args.device)
+    G = load_generator(args.checkpoint, device=device)
+    G.eval()
+    gen = torch.Generator().manual_seed(args.seed)
+    z = torch.randn(args.n, G.style_dim, generator=gen)
+    images = []
+    with torch.no_grad():
+        mean = None
+        if args.truncation < 1.0:
+            torch.manual_seed(args.seed)
+            mean = G.mean_latent(4096)
+        if args.noise == "random":
+            torch.manual_seed(args.seed)
+        for chunk in z.split(max(1, args.batch)):
+            w = G.mapping(chunk.to(device), truncation=args.truncation, truncation_latent=mean)
+            images.append(G.synthesize(w, noise_mode=args.noise).cpu())
+    images_t = torch.cat(images)
+    nrow = args.nrow or max(1, math.ceil(math.sqrt(args.n)))
+    save_grid(images_t, args.out, nrow=nrow)
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+        for i, img in enumerate(images_t):
+            save_image(img, out_dir / f"{i:05d}.png")
+    print(f"wrote {args.n} samples to {args.out}" + (f" and {args.out_dir}/" if args.out_dir else ""))
+    return 0
