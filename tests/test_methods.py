@@ -8,6 +8,7 @@ from inversion_helpers import TINY_BASIC, smooth_images, tiny_generator
 from PIL import Image
 
 import egain.methods as methods
+from egain import zoo
 from egain.encoders.ada import ResidualAligner
 from egain.encoders.delta import ConsultationEncoder, DeltaCNN, LatentDeltaEncoder
 from egain.errors import CheckpointError, EgainError, InputError
@@ -25,11 +26,13 @@ def make(name, gen, **cfg):
     return methods.create(name, generator=gen, **cfg)
 
 
-def test_registry_lists_the_four_methods_and_rejects_unknown(gen):
+def test_registry_lists_the_four_methods_and_rejects_unknown(gen, tmp_path, monkeypatch):
     assert {"e4e", "hfgi", "egain", "egain-external"} <= set(methods.available())
     with pytest.raises(EgainError, match="unknown inversion method"):
         methods.create("nope", generator=gen)
-    with pytest.raises(EgainError, match="needs a generator"):
+    # no paths: the bundled weights, or a message naming the missing zoo file
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(EgainError, match="bundled weights 'egain-swagan-64' are not in this installation"):
         methods.create("egain")
 
 
