@@ -33,9 +33,10 @@ def _optional_float(text: str) -> float | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("gan", help="train and sample StyleGAN2 / SWAGAN generators")
-    sub = parser.add_subparsers(dest="gan_command", metavar="{train,sample}")
+    sub = parser.add_subparsers(dest="gan_command", metavar="{train,sample,fid}")
     _register_train(sub)
     _register_sample(sub)
+    _register_fid(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -220,4 +221,78 @@ def _sample(args: argparse.Namespace) -> int:
         for i, img in enumerate(images_t):
             save_image(img, out_dir / f"{i:05d}.png")
     print(f"wrote {args.n} samples to {args.out}" + (f" and {args.out_dir}/" if args.out_dir else ""))
+    return 0
+
+
+def _register_fid(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fid",
+        help="Fréchet distance between generator samples and an image folder",
+        description=(
+            "FID between --n generator samples and the images of --data, over the features of a face "
+            "embedder (Inception weights cannot be fetched here; the extractor is named in the output)."
+        ),
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="generator (ours, a gan-train checkpoint, or rosinality)"
+    )
+    p.add_argument("--data", required=True, help="folder of real images")
+    p.add_argument("--n", type=int, default=5000, help="samples and real images used (default 5000)")
+    p.add_argument("--features", default="synthfaces-arcface", help="face-embedder spec for the features")
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="also write the result as JSON here")
+    p.set_defaults(func=_fid)
+
+
+def _fid(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from egain.data.folder import ImageFolderDataset
+    from egain.faces import load_embedder
+    from egain.generators import load_generator
+    from egain.metrics.fid import extract_features, fid_from_features
+    from egain.training.logging import progress
+    from egain.utils.device import resolve_device
+
+    if args.n < 2:
+        raise EgainError(f"--n must be >= 2, got {args.n}")
+    device = resolve_device(args.device)
+    embedder = load_embedder(args.features, device=device)
+    G = load_generator(args.checkpoint, device=device).eval()
+    data = ImageFolderDataset(args.data, G.size)
+    n = min(args.n, len(data))
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:n].tolist()
+    real_batches = (torch.stack([data[i] for i in idx[s : s + args.batch]]) for s in range(0, n, args.batch))
+    real = extract_features(
+        progress(real_batches, total=-(-n // args.batch), desc="fid reals"), embedder.embed, device
+    )
+    gen = torch.Generator().manual_seed(args.seed)
+    mean = G.mean_latent(4096) if args.truncation < 1.0 else None
+
+    def fakes():
+        for s in range(0, n, args.batch):
+            z = torch.randn(min(args.batch, n - s), G.style_dim, generator=gen).to(device)
+            with torch.no_grad():
+                yield G.synthesize(G.mapping(z, truncation=args.truncation, truncation_latent=mean))
+
+    fake = extract_features(
+        progress(fakes(), total=-(-n // args.batch), desc="fid samples"), embedder.embed, device
+    )
+    value = fid_from_features(real, fake)
+    result = {
+        "fid": value,
+        "features": args.features,
+        "n": n,
+        "truncation": args.truncation,
+        "checkpoint": str(args.checkpoint),
+        "data": str(args.data),
+    }
+    print(f"FID ({args.features} features, {n} images): {value:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
