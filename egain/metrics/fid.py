@@ -30,7 +30,7 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
     """The Fréchet distance of two Gaussians; a tiny ridge keeps sqrtm finite for singular covariances."""
     diff = mu_a - mu_b
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(covmean).all():
         ridge = np.eye(cov_a.shape[0]) * 1e-6
         covmean = linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge))
