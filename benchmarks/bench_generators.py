@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+# Before torch loads OpenMP: on a machine shared with other busy processes, threads that spin at
+# every barrier get descheduled and each small op then waits a scheduler slice (measured: e4e at
+# 64 px 10x slower, 1024 px inversion 2x). Sleeping threads avoid that; OMP_WAIT_POLICY=ACTIVE
+# in the environment restores spinning (marginally faster on an idle machine).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -98,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     print(
         "dense = best 3x3-conv throughput measured right before and after each generator timing; "
         "ratio = median over --reps such pairs [min-max]"

@@ -189,3 +189,36 @@ def test_e4e_rejects_unusable_input_sizes(size):
     else:
         with pytest.raises(ValueError):
             E4EEncoder(4, 8, size, **TINY)
+
+
+def test_irse_inference_fast_path_matches_plain_modules():
+    """Eval + no-grad folds BN into the conv before it, subsamples instead of MaxPool2d(1, s) and
+    fuses SE scaling with the residual add; the numbers must equal the modules run one by one."""
+    from egain.nn.irse import IRSEBody, custom_stages
+
+    torch.manual_seed(0)
+    body = IRSEBody(custom_stages([2, 1], [8, 16]), stem_channels=8).eval()
+    for m in body.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+
+    def plain(x):
+        x = body.input_layer(x)
+        for unit in body.body:
+            x = unit.res_layer(x) + unit.shortcut_layer(x)
+        return x
+
+    x = torch.randn(2, 3, 17, 17)
+    with torch.no_grad():
+        want = plain(x)
+        got = body(x)
+        assert torch.allclose(got, want, atol=1e-5)
+        body.body[0].res_layer[4].running_var.mul_(3.0)  # cache must follow the statistics
+        assert torch.allclose(body(x), plain(x), atol=1e-5)
+    # the training path (autograd on) through the strided shortcut and addcmul: exact gradients
+    unit = body.body[0].double()  # stride 2: the subsampled identity shortcut
+    xd = torch.randn(1, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(unit, (xd,))

@@ -150,6 +150,26 @@ def test_modulated_conv_matches_per_sample_loop(mode, upsample, demodulate, k):
     assert torch.allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("upsample,demodulate", [(False, True), (True, True), (False, False)])
+def test_batch1_folded_modconv_matches_per_sample_loop(upsample, demodulate, channels_last):
+    # Batch 1 in inference on a map large against the weight takes the folded-weight path.
+    from egain.ops.modconv import FOLD_MIN_PIXELS_PER_TAP
+
+    out_ch, side = 2, 18
+    assert side * side >= FOLD_MIN_PIXELS_PER_TAP * out_ch * 9
+    x, weight, styles = torch.randn(1, 3, side, side), torch.randn(out_ch, 3, 3, 3), torch.randn(1, 3)
+    conv = ModulatedConv2d(3, out_ch, 3, 8, demodulate=demodulate, upsample=upsample)
+    xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    with torch.inference_mode():
+        got = modulated_conv2d(
+            xin, weight, styles, demodulate=demodulate, upsample=upsample, blur=conv.blur, out_gain=1.5
+        )
+    want = ref_modconv(x, weight, styles, demodulate, upsample) * 1.5
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-4)
+
+
 def test_modconv_module_forms_agree_and_affine_starts_at_one():
     conv = ModulatedConv2d(4, 6, 3, 8, upsample=True)
     assert torch.all(conv.affine.bias == 1)

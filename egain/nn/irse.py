@@ -13,7 +13,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def _fold_allowed(module: nn.Module, *params: torch.Tensor) -> bool:
+    """Folding BatchNorm into the conv before it is exact only with frozen statistics (eval) and
+    without autograd (training keeps the two ops so gradients reach the BN parameters)."""
+    return not module.training and not torch.is_grad_enabled() and not any(p.is_inference() for p in params)
+
+
+class FoldedConvBN:
+    """Inference cache of ``conv -> BatchNorm`` folded into one biased conv (weight * scale, shift).
+
+    ``BN(conv(x)) = conv(x) * s + (beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``: the same
+    numbers to float32 rounding, one pass over the activations fewer. The cache is rebuilt whenever
+    any of the five tensors changes (optimiser steps and load_state_dict bump their versions).
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def get(
+        self, conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ts = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        key = (dtype, *((t._version, t.data_ptr()) for t in ts))
+        if self._key != key or self._value is None:
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            weight = (conv.weight * scale.view(-1, 1, 1, 1)).to(dtype)
+            bias = (bn.bias - bn.running_mean * scale).to(dtype)
+            if conv.bias is not None:
+                bias = bias + (conv.bias * scale).to(dtype)
+            self._key, self._value = key, (weight.detach(), bias.detach())
+        return self._value
+
+
+def folded_conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, cache: FoldedConvBN) -> torch.Tensor:
+    """``bn(conv(x))``, as one conv with the BN folded in when that is exact (see FoldedConvBN)."""
+    stats = (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    exporting = torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    if exporting or any(t is None for t in stats) or not _fold_allowed(bn, conv.weight, *stats):
+        return bn(conv(x))
+    weight, bias = cache.get(conv, bn, x.dtype)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 @dataclass(frozen=True)
@@ -53,9 +97,12 @@ class SEModule(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=False)
         self.sigmoid = nn.Sigmoid()
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, C, 1, 1) channel weights, so a caller can fuse the scaling with its own add."""
+        return self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
-        return x * s
+        return x * self.gate(x)
 
 
 class BottleneckIR(nn.Module):
@@ -79,9 +126,26 @@ class BottleneckIR(nn.Module):
         if se:
             layers.append(SEModule(depth, 16))
         self.res_layer = nn.Sequential(*layers)
+        self.stride = stride
+        self._fold_res = FoldedConvBN()
+        self._fold_shortcut = FoldedConvBN()
+
+    def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        # The published identity shortcut is MaxPool2d(kernel 1, stride): a max over one sample,
+        # i.e. plain subsampling. A strided view gives the same numbers without a pass over x.
+        if isinstance(self.shortcut_layer, nn.MaxPool2d):
+            return x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+        conv, bn = self.shortcut_layer
+        return folded_conv_bn(x, conv, bn, self._fold_shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
+        shortcut = self._shortcut(x)
+        bn_in, conv1, prelu, conv2, bn_out = self.res_layer[:5]
+        res = folded_conv_bn(prelu(conv1(bn_in(x))), conv2, bn_out, self._fold_res)
+        if len(self.res_layer) > 5:
+            # SE scaling and the residual add in one pass (addcmul) instead of two.
+            return torch.addcmul(shortcut, res, self.res_layer[5].gate(res))
+        return res + shortcut
 
 
 class IRSEBody(nn.Module):
@@ -108,6 +172,7 @@ class IRSEBody(nn.Module):
                 in_c = stage.channels
             self.stage_ends.append(len(units) - 1)
         self.body = nn.Sequential(*units)
+        self._fold_stem = FoldedConvBN()
         self.out_channels = in_c
 
     @property
@@ -115,7 +180,8 @@ class IRSEBody(nn.Module):
         return 2 ** len(self.stages)
 
     def forward(self, x: torch.Tensor, return_units: Sequence[int] = ()) -> torch.Tensor | tuple:
-        x = self.input_layer(x)
+        conv, bn, prelu = self.input_layer
+        x = prelu(folded_conv_bn(x, conv, bn, self._fold_stem))
         if not return_units:
             return self.body(x)
         taps = {}

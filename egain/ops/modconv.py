@@ -9,6 +9,10 @@
   materialise. The demodulation coefficients are ``rsqrt(s^2 @ sum_k(W^2)^T + eps)``: the same sum
   as the fused form, computed without the (B, out, in, k, k) tensor.
 
+In the shared form, inference at batch 1 on a map much larger than the weight folds style and
+demodulation into the weight instead (the fused form's numbers with a dense conv), which saves two
+activation passes at the few-channel high-resolution layers.
+
 ``mode="auto"`` picks per call (see :func:`choose_mode`). Up-sampling is a stride-2 transposed
 convolution followed by a [1,3,3,1] blur, as in the published model.
 """
@@ -27,6 +31,11 @@ from egain.ops.upfirdn import Blur
 
 MODES = ("auto", "fused", "shared")
 DEMOD_EPS = 1e-8
+# Batch-1 inference folds the style into the weight when the map has at least this many pixels per
+# weight tap of one input channel (h*w >= this * out*k*k): then the weight is far smaller than the
+# activations and building it costs less than the activation passes it saves (measured on CPU with
+# benchmarks/bench_generators.py; at 1024 px this covers the 128-1024 px layers).
+FOLD_MIN_PIXELS_PER_TAP = 16
 
 
 def choose_mode(x: torch.Tensor) -> str:
@@ -61,6 +70,35 @@ def _pointwise(x: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
         y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, h * w, c), wb.transpose(1, 2))
         return y.view(n, h, w, -1).permute(0, 3, 1, 2)
     return torch.bmm(wb, x.reshape(n, c, h * w)).view(n, -1, h, w)
+
+
+def _single_sample_folded(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    sg: torch.Tensor,
+    wsq: torch.Tensor,
+    demodulate: bool,
+    upsample: bool,
+    blur: nn.Module | None,
+    out_gain: float,
+) -> torch.Tensor:
+    """Batch-1 inference on a large map: fold style and demodulation into the (small) weight.
+
+    Numerically the fused form for one sample, but with a dense (not grouped) convolution and the
+    weight in the activations' memory layout. On CPU at high resolution this saves the two passes
+    over the activations (modulate the input, demodulate the output) that the shared form makes,
+    which cost more than the convolution itself when there are few channels (32-64 at 512-1024 px).
+    """
+    out_ch, in_ch, k, _ = weight.shape
+    wb = weight.to(x.dtype) * sg.view(1, in_ch, 1, 1).to(x.dtype)
+    if demodulate:
+        scale = torch.rsqrt(sg.pow(2) @ wsq.t() + DEMOD_EPS).view(out_ch, 1, 1, 1) * out_gain
+        wb = wb * scale.to(x.dtype)
+    elif out_gain != 1.0:
+        wb = wb * out_gain
+    wb = conv_layout_weight(wb, upsample, _is_channels_last(x))
+    out = F.conv_transpose2d(x, wb, stride=2) if upsample else F.conv2d(x, wb, padding=k // 2)
+    return blur(out) if upsample and blur is not None else out
 
 
 def modulated_conv2d(
@@ -127,6 +165,8 @@ def modulated_conv2d(
             wsq = weight.pow(2).sum(dim=(2, 3))  # (out, in)
         else:
             w_conv, wsq = prepared
+        if n == 1 and not torch.is_grad_enabled() and h * w >= FOLD_MIN_PIXELS_PER_TAP * out_ch * k * k:
+            return _single_sample_folded(x, weight, sg, wsq, demodulate, upsample, blur, out_gain)
         sv = sg.view(n, in_ch, 1, 1).to(x.dtype)
         xs = x.mul_(sv) if consume_input and not torch.is_grad_enabled() else x * sv
         out = F.conv_transpose2d(xs, w_conv, stride=2) if upsample else F.conv2d(xs, w_conv, padding=k // 2)
