@@ -37,6 +37,7 @@ from egain.training.checkpoint import atomic_torch_save, load_checkpoint
 from egain.training.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 from egain.training.logging import JsonlLogger, progress
 from egain.training.runinfo import RunClock, write_run_info
+from egain.training.signals import StopFlag
 from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "face-train-checkpoint"
@@ -309,36 +310,39 @@ def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool
     bar = progress(total=cfg.iters, initial=step, desc=f"faces {cfg.loss}", enabled=main, unit="step")
     model.train()
     session_end = cfg.iters if cfg.stop_after is None else min(cfg.iters, step + cfg.stop_after)
-    while step < session_end:
-        # Batches depend only on (seed, rank, step), so a resumed run draws what the original would have.
-        step_seed = (cfg.seed * 1_000_003 + dist_info.rank) * 10_000_019 + step
-        gen.manual_seed(step_seed)
-        torch.manual_seed(step_seed)  # dropout, so a resumed run matches an uninterrupted one
-        idx = torch.randint(0, len(train_set), (cfg.batch,), generator=gen)
-        x = train_images[idx].float().div_(127.5).sub_(1.0)
-        x = preprocess(augment(x, cfg.max_shift, generator=gen).to(device))
-        y = train_labels[idx].to(device)
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        parts = ddp_model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        optimizer.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.iters:
-            rec = {k: float(all_reduce_mean(v.detach()).item()) for k, v in parts.items()}
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.2f}")
-            logger.log({"kind": "train", "step": step, "lr": lr, **rec})
-        if step % cfg.ckpt_every == 0 and step < cfg.iters:
-            save_checkpoint()
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.iters:
-            res = run_eval()
-            if res is not None:
-                logger.log({"kind": "eval", "step": step, **res[0]})
-            model.train()
-            barrier()
+    with StopFlag() as stop_flag:  # SIGTERM/SIGINT: save and leave at the end of the step
+        while step < session_end:
+            # Batches depend only on (seed, rank, step), so a resumed run draws what the original would have.
+            step_seed = (cfg.seed * 1_000_003 + dist_info.rank) * 10_000_019 + step
+            gen.manual_seed(step_seed)
+            torch.manual_seed(step_seed)  # dropout, so a resumed run matches an uninterrupted one
+            idx = torch.randint(0, len(train_set), (cfg.batch,), generator=gen)
+            x = train_images[idx].float().div_(127.5).sub_(1.0)
+            x = preprocess(augment(x, cfg.max_shift, generator=gen).to(device))
+            y = train_labels[idx].to(device)
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            parts = ddp_model(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.iters:
+                rec = {k: float(all_reduce_mean(v.detach()).item()) for k, v in parts.items()}
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.2f}")
+                logger.log({"kind": "train", "step": step, "lr": lr, **rec})
+            if step % cfg.ckpt_every == 0 and step < cfg.iters:
+                save_checkpoint()
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.iters:
+                res = run_eval()
+                if res is not None:
+                    logger.log({"kind": "eval", "step": step, **res[0]})
+                model.train()
+                barrier()
+            if stop_flag.agreed(device):
+                break
     bar.close()
     save_checkpoint()
     if step < cfg.iters:

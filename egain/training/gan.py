@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -56,6 +55,7 @@ from egain.training.checkpoint import atomic_torch_save, load_checkpoint
 from egain.training.distributed import DistInfo, all_reduce_mean, barrier, broadcast_module, cleanup
 from egain.training.logging import JsonlLogger, progress
 from egain.training.runinfo import RunClock, write_run_info
+from egain.training.signals import StopFlag
 from egain.utils.images import save_grid
 
 GAN_TRAIN_FORMAT = "gan-train"
@@ -367,29 +367,6 @@ def _gather_objects(obj: Any, dist_info: DistInfo) -> list[Any]:
     return out
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint and leaves at the end of the step."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not in the main thread
-            pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.stop = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def _resolve_resume(cfg: GanTrainConfig, out: Path) -> Path | None:
     default = out / CHECKPOINT_NAME
     if cfg.resume is None:
@@ -671,7 +648,7 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     bar = progress(total=target_steps, initial=step, desc="gan train", enabled=di.is_main, unit="step")
     t_last, step_last = time.perf_counter(), step
     stopped_by_signal = False
-    with _StopFlag() as stop_flag:
+    with StopFlag() as stop_flag:
         while step < stop_at:
             real = uint8_to_float(next(batches_iter)).to(device, non_blocking=True)
             if cfg.mirror:
@@ -741,11 +718,7 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
             update_ema(G_ema, G, beta)
             bar.update(1)
 
-            stop_now = stop_flag.stop
-            if di.enabled:
-                flag = torch.tensor([1.0 if stop_now else 0.0], device=device)  # nccl needs device tensors
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop_now = bool(flag.item())
+            stop_now = stop_flag.agreed(device)
 
             if step % cfg.log_every == 0 or step == stop_at or stop_now:
                 now = time.perf_counter()

@@ -359,6 +359,7 @@ def train_inversion(cfg: InversionTrainConfig) -> dict[str, Any]:
 
 def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
     from egain.training.runinfo import RunClock, write_run_info
+    from egain.training.signals import StopFlag
 
     device = dist.device
     seed_everything(cfg.seed + dist.rank)
@@ -438,62 +439,70 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
         method.basic_encoder.eval()  # frozen: BN keeps its statistics
     bar = progress(total=cfg.iters, initial=step, desc=f"train {cfg.method}", enabled=dist.is_main)
     running: dict[str, float] = {}
-    while step < cfg.iters:
-        x = next(batches).to(device, non_blocking=True)
-        if cfg.hflip:
-            flip = torch.rand(x.shape[0], device=device) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        stage = progressive_stage(
-            step, method.generator.n_latent, cfg.progressive_start, cfg.progressive_every
-        )
-        if train_basic:
-            method.basic_encoder.set_progressive_stage(stage)
-        loss, terms, result = runner(x, stage, w_disc, img_disc)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if w_disc is not None:
-            _w_disc_step(cfg, method, w_disc, w_disc_opt, result.basic_latents, stage, step, device)
-        if img_disc is not None:
-            _img_disc_step(cfg, img_disc, img_disc_opt, x, result.full, step)
-        step += 1
-        bar.update(1)
-        for k, v in terms.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        running["loss"] = running.get("loss", 0.0) + float(loss.detach())
-        running["n"] = running.get("n", 0.0) + 1
-        if step % cfg.log_every == 0 or step == cfg.iters:
-            n = running.pop("n")
-            record = {"step": step, **{k: _reduce(v / n, device) for k, v in running.items()}}
-            if train_basic:
-                record["stage"] = stage
-            running = {}
-            logger.log(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-        if step % cfg.val_every == 0 or step == cfg.iters:
-            vrec = validate(method, val, out / "samples" / f"val_{step:06d}.png" if dist.is_main else None)
-            logger.log({"step": step, **vrec})
-            record.update(vrec)
-            method.train()
-            method.generator.eval()
-            if not train_basic:
-                method.basic_encoder.eval()
-        if dist.is_main and (step % cfg.ckpt_every == 0 or step == cfg.iters):
-            _save(
-                ckpt_path,
-                out / "model.pt",
-                cfg,
-                step,
-                method,
-                optimizer,
-                w_disc,
-                w_disc_opt,
-                img_disc,
-                img_disc_opt,
-                clock,
+    with StopFlag() as stop_flag:  # SIGTERM/SIGINT: save and leave at the end of the step
+        while step < cfg.iters:
+            x = next(batches).to(device, non_blocking=True)
+            if cfg.hflip:
+                flip = torch.rand(x.shape[0], device=device) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            stage = progressive_stage(
+                step, method.generator.n_latent, cfg.progressive_start, cfg.progressive_every
             )
-            write_run_info(out / "run.json", clock, steps=step, device=device, extra={"method": cfg.method})
-        barrier()
+            if train_basic:
+                method.basic_encoder.set_progressive_stage(stage)
+            loss, terms, result = runner(x, stage, w_disc, img_disc)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if w_disc is not None:
+                _w_disc_step(cfg, method, w_disc, w_disc_opt, result.basic_latents, stage, step, device)
+            if img_disc is not None:
+                _img_disc_step(cfg, img_disc, img_disc_opt, x, result.full, step)
+            step += 1
+            bar.update(1)
+            for k, v in terms.items():
+                running[k] = running.get(k, 0.0) + float(v.detach())
+            running["loss"] = running.get("loss", 0.0) + float(loss.detach())
+            running["n"] = running.get("n", 0.0) + 1
+            if step % cfg.log_every == 0 or step == cfg.iters:
+                n = running.pop("n")
+                record = {"step": step, **{k: _reduce(v / n, device) for k, v in running.items()}}
+                if train_basic:
+                    record["stage"] = stage
+                running = {}
+                logger.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if step % cfg.val_every == 0 or step == cfg.iters:
+                vrec = validate(
+                    method, val, out / "samples" / f"val_{step:06d}.png" if dist.is_main else None
+                )
+                logger.log({"step": step, **vrec})
+                record.update(vrec)
+                method.train()
+                method.generator.eval()
+                if not train_basic:
+                    method.basic_encoder.eval()
+            stop_now = stop_flag.agreed(device)
+            if dist.is_main and (step % cfg.ckpt_every == 0 or step == cfg.iters or stop_now):
+                _save(
+                    ckpt_path,
+                    out / "model.pt",
+                    cfg,
+                    step,
+                    method,
+                    optimizer,
+                    w_disc,
+                    w_disc_opt,
+                    img_disc,
+                    img_disc_opt,
+                    clock,
+                )
+                write_run_info(
+                    out / "run.json", clock, steps=step, device=device, extra={"method": cfg.method}
+                )
+            barrier()
+            if stop_now:
+                break
     bar.close()
     return record
 
