@@ -81,6 +81,7 @@ def add_to_zoo(
         "hardware": info.get("hardware"),
         "sessions": info.get("sessions", []),
         "scores": {**info.get("scores", {}), **(scores or {})},
+        "method": info.get("method"),  # inversion models: the registry name to create them with
         "notes": notes,
         "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
