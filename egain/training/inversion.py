@@ -50,47 +50,22 @@ LOSS_TERMS = ("l2", "lpips", "id", "avg_reg", "d_reg", "w_reg", "adv", "align")
 #: EGAIN's code defaults to 0 but its Eq. 1 has the term); e4e: delta-reg 2e-4, w-reg 0.1;
 #: pSp w_norm (avg-reg) 0; HFGI: res (alignment) 0.1, adversarial 0 (the released code comments the
 #: discriminator out; the paper's term is available with --lambda-adv).
+_E4E_LAMBDAS = {
+    "l2": 1.0,
+    "lpips": 0.8,
+    "id": 0.1,
+    "avg_reg": 0.0,
+    "d_reg": 2e-4,
+    "w_reg": 0.1,
+    "adv": 0.0,
+    "align": 0.0,
+}
+#: every method starts from e4e's weights; HFGI adds its ADA alignment term
 DEFAULT_LAMBDAS: dict[str, dict[str, float]] = {
-    "e4e": {
-        "l2": 1.0,
-        "lpips": 0.8,
-        "id": 0.1,
-        "avg_reg": 0.0,
-        "d_reg": 2e-4,
-        "w_reg": 0.1,
-        "adv": 0.0,
-        "align": 0.0,
-    },
-    "hfgi": {
-        "l2": 1.0,
-        "lpips": 0.8,
-        "id": 0.1,
-        "avg_reg": 0.0,
-        "d_reg": 2e-4,
-        "w_reg": 0.1,
-        "adv": 0.0,
-        "align": 0.1,
-    },
-    "egain": {
-        "l2": 1.0,
-        "lpips": 0.8,
-        "id": 0.1,
-        "avg_reg": 0.0,
-        "d_reg": 2e-4,
-        "w_reg": 0.1,
-        "adv": 0.0,
-        "align": 0.0,
-    },
-    "egain-external": {
-        "l2": 1.0,
-        "lpips": 0.8,
-        "id": 0.1,
-        "avg_reg": 0.0,
-        "d_reg": 2e-4,
-        "w_reg": 0.1,
-        "adv": 0.0,
-        "align": 0.0,
-    },
+    "e4e": dict(_E4E_LAMBDAS),
+    "hfgi": {**_E4E_LAMBDAS, "align": 0.1},
+    "egain": dict(_E4E_LAMBDAS),
+    "egain-external": dict(_E4E_LAMBDAS),
 }
 
 
