@@ -34,7 +34,7 @@ inversion() {  # inversion METHOD ARCH [extra args]
   shift 2
   egain train --method "$method" --generator "$RUNS/gan-$arch-64/generator.pt" --data "$TRAIN" \
     --out "$RUNS/$method-$arch-64" --iters "${INV_ITERS:-3000}" --batch 8 --seed 0 \
-    --id-net "$RUNS/faces-arcface-64/embedder.pt" --progressive-start 300 --progressive-every 100 \
+    --id-net synthfaces-arcface --progressive-start 300 --progressive-every 100 \
     --ckpt-every 100 --val-every 250 --resume auto "$@"
 }
 

@@ -215,52 +215,50 @@ def _check_net(net: str) -> str:
     return net
 
 
-def find_backbone(net: str, path: str | os.PathLike | None = None) -> Path:
-    """The backbone file to use, or :class:`LPIPSUnavailable` naming the file and where it is published."""
-    net = _check_net(net)
-    file = BACKBONE_FILES[net]
+def _locate(
+    path: str | os.PathLike | None,
+    file: str,
+    default: Path | None,
+    what: str,
+    url: str,
+    flag: str,
+) -> Path:
+    """Resolve a user path (a file, or a folder holding ``file``) or fall back to ``default``.
+
+    One place for the error wording: a missing file names itself, where it is published and the
+    flag that passes it, whether the user gave a path or none was found in the usual places.
+    """
     if path is None:
-        found = _torch_hub_checkpoint(file)
-        if found is None:
+        if default is None:
             raise LPIPSUnavailable(
-                f"LPIPS-{net} needs the ImageNet backbone '{file}' (torchvision format), published at "
-                f"{BACKBONE_URLS[net]}; download it yourself and pass its path with --lpips-backbone"
+                f"{what} '{file}' was not found; it is published at {url}; "
+                f"download it yourself and pass its path with {flag}"
             )
-        return found
+        return default
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / file
     if not p.is_file():
-        raise LPIPSUnavailable(
-            missing_file_message(
-                str(p), f"LPIPS-{net} backbone '{file}'", BACKBONE_URLS[net], "--lpips-backbone"
-            )
-        )
+        raise LPIPSUnavailable(missing_file_message(str(p), f"{what} '{file}'", url, flag))
     return p
+
+
+def find_backbone(net: str, path: str | os.PathLike | None = None) -> Path:
+    """The backbone file to use, or :class:`LPIPSUnavailable` naming the file and where it is published."""
+    net = _check_net(net)
+    file = BACKBONE_FILES[net]
+    default = _torch_hub_checkpoint(file) if path is None else None
+    what = f"LPIPS-{net} ImageNet backbone (torchvision format)"
+    return _locate(path, file, default, what, BACKBONE_URLS[net], "--lpips-backbone")
 
 
 def find_linear(net: str, path: str | os.PathLike | None = None) -> Path:
     """The LPIPS v0.1 linear-layer file, or :class:`LPIPSUnavailable`."""
     net = _check_net(net)
     file = LINEAR_FILES[net]
-    if path is None:
-        found = _lpips_package_weights(net)
-        if found is None:
-            raise LPIPSUnavailable(
-                f"LPIPS-{net} needs its v0.1 linear layers '{file}', published at "
-                f"{LINEAR_URL.format(file=file)}; pass the file with --lpips-linear"
-            )
-        return found
-    p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / file
-    if not p.is_file():
-        raise LPIPSUnavailable(
-            missing_file_message(
-                str(p), f"LPIPS-{net} linear layers '{file}'", LINEAR_URL.format(file=file), "--lpips-linear"
-            )
-        )
-    return p
+    default = _lpips_package_weights(net) if path is None else None
+    what = f"LPIPS-{net} v0.1 linear layers"
+    return _locate(path, file, default, what, LINEAR_URL.format(file=file), "--lpips-linear")
 
 
 def _load_state(path: Path, what: str) -> dict:
