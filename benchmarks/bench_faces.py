@@ -8,7 +8,8 @@ published ArcFace IR-SE50 (256 px in, crop + pool to 112) and MagFace iResNet100
   given batch, and its ratio to the bound;
 
 where FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` and the bound divides them by the
-best dense 3x3 convolution FLOP/s timed in the same process, so machine load affects both sides.
+dense 3x3-convolution FLOP/s of the shared yardstick (``benchmarks/_common.py``) timed in the same
+process, so machine load affects both sides. Times are the best of ``--reps`` after one warm-up.
 
     python benchmarks/bench_faces.py                      # ~1-2 min on 2 CPU cores
     python benchmarks/bench_faces.py --skip-published --widths 16,32,64,128 --stem 16
@@ -17,44 +18,31 @@ best dense 3x3 convolution FLOP/s timed in the same process, so machine load aff
 from __future__ import annotations
 
 import argparse
-import time
+import importlib.util
+import sys
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from egain.faces.embedder import FaceEmbedder
-from egain.faces.losses import ArcFaceLoss
-from egain.faces.nets import FaceNetConfig, IRSEFaceNet, arcface_irse50, iresnet
-from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
+HERE = Path(__file__).resolve().parent
+if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
+    sys.path.insert(0, str(HERE))
 
+from _common import dense_conv_flops_per_s, timed  # noqa: E402
 
-def dense_flops_per_s(reps: int = 5) -> float:
-    best = 0.0
-    for c, s in ((128, 32), (256, 16)):
-        x = torch.randn(32, c, s, s)
-        w = torch.randn(c, c, 3, 3)
-        flops = 2 * 32 * c * c * 9 * s * s
-        F.conv2d(x, w, padding=1)
-        for _ in range(reps):
-            t = time.perf_counter()
-            F.conv2d(x, w, padding=1)
-            best = max(best, flops / (time.perf_counter() - t))
-    return best
+from egain.faces.embedder import FaceEmbedder  # noqa: E402
+from egain.faces.losses import ArcFaceLoss  # noqa: E402
+from egain.faces.nets import FaceNetConfig, IRSEFaceNet, arcface_irse50, iresnet  # noqa: E402
+from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess  # noqa: E402
 
 
 def count_flops(fn) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
-
-
-def time_it(fn, reps: int) -> float:
-    fn()
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t) / reps
 
 
 def bench_embed(name: str, emb: FaceEmbedder, size: int, batch: int, reps: int, dense: float) -> None:
@@ -65,7 +53,7 @@ def bench_embed(name: str, emb: FaceEmbedder, size: int, batch: int, reps: int, 
             emb.embed(x)
 
     flops = count_flops(run)
-    dt = time_it(run, reps)
+    dt = timed(run, reps=reps)
     bound = flops / dense
     print(
         f"{name:<28} embed  {batch / dt:8.1f} img/s  {flops / batch / 1e9:6.2f} GFLOP/img  "
@@ -87,7 +75,7 @@ def bench_train(cfg: FaceNetConfig, batch: int, reps: int, dense: float) -> None
         opt.step()
 
     flops = count_flops(step)
-    dt = time_it(step, reps)
+    dt = timed(step, reps=reps)
     print(
         f"{'synthfaces train step':<28} batch {batch}: {1 / dt:6.2f} steps/s = {batch / dt:7.1f} img/s  "
         f"measured/bound {dt / (flops / dense):5.2f}  -> 1 h = {3600 / dt:,.0f} steps"
@@ -116,7 +104,7 @@ def main() -> None:
         stem_channels=args.stem,
         embedding_dim=args.embedding_dim,
     )
-    dense = dense_flops_per_s()
+    dense = dense_conv_flops_per_s("cpu", reps=3)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, dense 3x3 conv {dense / 1e9:.1f} GFLOP/s"
     )

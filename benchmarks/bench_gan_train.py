@@ -2,14 +2,15 @@
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/bench_gan_train.py --size 64 --channel-max 128 --batch 16
+    python benchmarks/bench_gan_train.py --size 64 --channel-max 128 --batch 16
 
 For each architecture, all in one run:
 
 1. FLOPs of the bare D step (G forward without grad, D forward+backward on fakes and reals) and G
    step (G and D forward+backward), from ``torch.utils.flop_counter``;
-2. the measured time of that bare D+G step, and the compute bound = FLOPs / dense-convolution
-   throughput (a 3x3 conv measured in the same run);
+2. the measured time of that bare D+G step (best of 3), and the compute bound = FLOPs /
+   dense-convolution throughput (the shared 3x3-conv yardstick of ``benchmarks/_common.py``,
+   measured in the same run);
 3. the trainer (``train_gan`` on a synthetic folder): mean s/step over one whole lazy-regularisation
    period (16 steps: one R1 pass, four path-length passes), from its own log.
 
@@ -21,11 +22,12 @@ the generator/discriminator ops are from dense-conv speed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,16 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from egain.generators import build_discriminator, build_generator
-from egain.training.gan import GanTrainConfig, sample_wplus, train_gan
+HERE = Path(__file__).resolve().parent
+if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
+    sys.path.insert(0, str(HERE))
+
+from _common import dense_conv_flops_per_s, timed  # noqa: E402
+
+from egain.generators import build_discriminator, build_generator  # noqa: E402
+from egain.training.gan import GanTrainConfig, sample_wplus, train_gan  # noqa: E402
 
 
 def make_folder(root: Path, n: int, size: int) -> None:
@@ -43,20 +53,8 @@ def make_folder(root: Path, n: int, size: int) -> None:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / f"{i:04d}.png")
 
 
-def dense_conv_flops_per_second(repeats: int = 5) -> float:
-    """Throughput of a plain 3x3 convolution (forward), the yardstick for the compute bound."""
-    x, w = torch.randn(16, 128, 32, 32), torch.randn(128, 128, 3, 3)
-    torch.nn.functional.conv2d(x, w, padding=1)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.nn.functional.conv2d(x, w, padding=1)
-        times.append(time.perf_counter() - t)
-    return 2 * 16 * 128 * 128 * 9 * 32 * 32 / statistics.median(times)
-
-
 def bare_step(arch: str, cfg: dict, batch: int, repeats: int) -> tuple[float, float]:
-    """(median seconds, FLOPs) of one bare D step + G step."""
+    """(best seconds, FLOPs) of one bare D step + G step."""
     G = build_generator(arch, cfg["size"], **{k: v for k, v in cfg.items() if k != "size"})
     D = build_discriminator(arch, cfg["size"], channel_max=cfg["channel_max"])
     real = torch.randn(batch, 3, cfg["size"], cfg["size"])
@@ -70,13 +68,8 @@ def bare_step(arch: str, cfg: dict, batch: int, repeats: int) -> tuple[float, fl
         D(fake).mean().backward()
 
     with FlopCounterMode(display=False) as counter:
-        step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), float(counter.get_total_flops())
+        step()  # also the warm-up of the timing below
+    return timed(step, cpu, repeats, warmup=0), float(counter.get_total_flops())
 
 
 def trainer_step_seconds(arch: str, cfg: dict, batch: int, data: Path, out: Path) -> float:
@@ -110,7 +103,7 @@ def main() -> None:
         data = Path(tmp) / "data"
         data.mkdir()
         make_folder(data, 256, args.size)
-        conv = dense_conv_flops_per_second()
+        conv = dense_conv_flops_per_s("cpu", reps=3)
         print(f"dense 3x3 conv: {conv / 1e9:.1f} GFLOP/s")
         for arch in args.archs.split(","):
             bare, flops = bare_step(arch, cfg, args.batch, repeats=3)

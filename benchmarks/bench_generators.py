@@ -6,13 +6,16 @@ channel_multiplier 2) this prints images/s and the ratio
     measured time / compute bound,   compute bound = FLOPs / dense-conv FLOP/s
 
 where FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` over one synthesis and the dense
-FLOP/s is the best of a few large 3x3 convolutions timed in the same process (NCHW and
-channels_last), so machine load affects both sides alike. A ratio of 1.0 would mean the generator
+FLOP/s is the yardstick 3x3 convolution of ``benchmarks/_common.py`` (shared by every benchmark;
+the better of NCHW and channels_last) timed in the same process, so machine load affects both
+sides alike. The synthesis runs in the library's default layout (channels_last on CPU);
+``--memory-format contiguous channels_last`` times both. A ratio of 1.0 would mean the generator
 runs at the speed of its convolutions alone; everything above is FIR filtering, modulation,
 noise, activations and memory traffic.
 
     python benchmarks/bench_generators.py                    # all sizes (a few minutes on CPU)
     python benchmarks/bench_generators.py --sizes 256 --compare-modes
+    python benchmarks/bench_generators.py --sizes 1024 --memory-format contiguous channels_last
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import time
 from pathlib import Path
 
 # Before torch loads OpenMP: on a machine shared with other busy processes, threads that spin at
@@ -31,49 +33,20 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
+    sys.path.insert(0, str(HERE))
+
+from _common import dense_conv_flops_per_s, timed  # noqa: E402
 
 from egain.generators import build_generator  # noqa: E402
+from egain.nn.layout import MEMORY_FORMATS  # noqa: E402
 
 DEFAULT_BATCH = {64: 8, 128: 8, 256: 8, 512: 2, 1024: 1}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, reps: int, warmup: int = 1) -> float:
-    """Best wall time of ``reps`` calls after ``warmup`` (best, not mean: load spikes only add)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def dense_conv_flops_per_s(device: torch.device, reps: int = 2) -> float:
-    """Best FLOP/s of a big 3x3 convolution (NCHW and channels_last): the 'compute bound' yardstick."""
-    n, c, hw = (8, 256, 64) if device.type == "cpu" else (32, 512, 64)
-    x = torch.randn(n, c, hw, hw, device=device)
-    w = torch.randn(c, c, 3, 3, device=device)
-    flops = 2.0 * n * c * c * 9 * hw * hw
-    best = 0.0
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        xf, wf = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
-        with torch.inference_mode():
-            t = timed(lambda xf=xf, wf=wf: F.conv2d(xf, wf, padding=1), device, reps)
-        best = max(best, flops / t)
-    return best
 
 
 def count_flops(arch: str, size: int, batch: int) -> float:
@@ -99,6 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--compare-modes", action="store_true", help="also time the fused and shared modconv forms"
     )
+    p.add_argument(
+        "--memory-format",
+        nargs="+",
+        default=["auto"],
+        choices=list(MEMORY_FORMATS),
+        help="synthesis layout(s) to time (auto: channels_last on CPU, the library default)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio = median over --reps such pairs [min-max]"
     )
     header = (
-        f"{'arch':<10}{'size':>6}{'batch':>6}{'mode':>8}{'GFLOP':>9}{'dense GF/s':>11}"
+        f"{'arch':<10}{'size':>6}{'batch':>6}{'mode':>8}{'layout':>15}{'GFLOP':>9}{'dense GF/s':>11}"
         f"{'s/batch':>9}{'img/s':>8}{'bound s':>9}{'ratio':>7}"
     )
     print(header)
@@ -130,25 +110,26 @@ def main(argv: list[str] | None = None) -> None:
             )
             w = g.mapping(torch.randn(batch, g.style_dim, device=device)).detach()
             modes = ["auto", "fused", "shared"] if args.compare_modes else ["auto"]
-            for mode in modes:
+            for mode, layout in [(m, f) for m in modes for f in args.memory_format]:
                 g.set_modconv_mode(mode)
+                g.set_memory_format(layout)
                 with torch.inference_mode():
                     g.synthesize(w, "const")  # warm-up (weight caches, allocator)
                 # Interleave: dense yardstick, generator, dense yardstick -- each ratio compares
                 # numbers taken seconds apart; the median over repetitions is reported.
                 ratios, times, peaks = [], [], []
                 for _ in range(args.reps):
-                    before = dense_conv_flops_per_s(device, reps=1)
+                    before = dense_conv_flops_per_s(device)
                     with torch.inference_mode():
                         t = timed(lambda g=g, w=w: g.synthesize(w, "const"), device, 1, warmup=0)
-                    peak = max(before, dense_conv_flops_per_s(device, reps=1))
+                    peak = max(before, dense_conv_flops_per_s(device))
                     ratios.append(t * peak / flops)
                     times.append(t)
                     peaks.append(peak)
                 k = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
                 t, peak = times[k], peaks[k]
                 print(
-                    f"{arch:<10}{size:>6}{batch:>6}{mode:>8}{flops / 1e9:>9.1f}{peak / 1e9:>11.1f}"
+                    f"{arch:<10}{size:>6}{batch:>6}{mode:>8}{layout:>15}{flops / 1e9:>9.1f}{peak / 1e9:>11.1f}"
                     f"{t:>9.3f}{batch / t:>8.2f}{flops / peak:>9.3f}{ratios[k]:>7.2f}"
                     f"   [{min(ratios):.2f}-{max(ratios):.2f}]",
                     flush=True,

@@ -12,13 +12,17 @@ Printed per method: images/s, parameters (with and without G), FLOPs per image
     measured time / compute bound,   compute bound = FLOPs / dense-conv FLOP/s
 
 with the dense 3x3-conv FLOP/s timed in the same process right before and after each method (the
-better of the two; as ``bench_generators.py``), and the
+better of the two; the yardstick of ``benchmarks/_common.py``, shared by every benchmark), and the
 cost of each method relative to e4e on the same generator size (the issue's target: egain <= 2.5x
 e4e; HFGI at 1024 within 1.3x of its compute bound). Weights are random: speed does not depend on
 them.
 
     python benchmarks/bench_inversion.py                     # both settings (several minutes on CPU)
     python benchmarks/bench_inversion.py --settings 64 --reps 5
+    python benchmarks/bench_inversion.py --settings published --methods hfgi --memory-format contiguous
+
+The models run in the library's default memory format (``--memory-format auto``: channels_last on
+CPU, see ``EGAINMethod.set_memory_format``); ``contiguous`` gives the NCHW path to compare.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import time
 from pathlib import Path
 
 # Before torch loads OpenMP: on a machine shared with other busy processes, threads that spin at
@@ -37,53 +40,22 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(HERE.parent))
+if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
+    sys.path.insert(0, str(HERE))
+
+from _common import dense_conv_flops_per_s, timed  # noqa: E402
 
 from egain.generators import build_generator  # noqa: E402
 from egain.methods import create  # noqa: E402
+from egain.nn.layout import MEMORY_FORMATS  # noqa: E402
 
 METHODS = ("e4e", "hfgi", "egain", "egain-external")
 GENERATOR_ARCH = {"e4e": "stylegan2", "hfgi": "stylegan2", "egain": "swagan", "egain-external": "swagan"}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, reps: int, warmup: int) -> float:
-    """Best wall time of ``reps`` calls after ``warmup`` (best, not mean: load spikes only add)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def dense_conv_flops_per_s(device: torch.device, reps: int = 3) -> float:
-    """Best FLOP/s of large 3x3 convolutions: the yardstick for 'compute bound'."""
-    best = 0.0
-    shapes = [(8, 256, 256, 64), (8, 128, 128, 128)] if device.type == "cpu" else [(32, 512, 512, 64)]
-    for n, cin, cout, hw in shapes:
-        for channels_last in (False, True):
-            x = torch.randn(n, cin, hw, hw, device=device)
-            w = torch.randn(cout, cin, 3, 3, device=device)
-            if channels_last:
-                x = x.to(memory_format=torch.channels_last)
-                w = w.to(memory_format=torch.channels_last)
-            flops = 2 * n * cout * cin * 9 * hw * hw
-            t = timed(lambda x=x, w=w: F.conv2d(x, w, padding=1), device, reps, 1)
-            best = max(best, flops / t)
-    return best
 
 
 def make_generator(arch: str, size: int, device: torch.device | str):
@@ -95,17 +67,17 @@ def make_generator(arch: str, size: int, device: torch.device | str):
     return g.to(device).eval()
 
 
-def method_for(name: str, size: int, device: torch.device | str):
+def method_for(name: str, size: int, device: torch.device | str, memory_format: str = "auto"):
     g = make_generator(GENERATOR_ARCH[name], size, device)
     # w-bar given explicitly: estimating it would cost mapping-network passes, irrelevant to speed
     g.latent_avg = torch.zeros(g.style_dim, device=device)
-    return create(name, generator=g, device=device).eval()
+    return create(name, generator=g, device=device, memory_format=memory_format).eval()
 
 
 def count_flops(name: str, size: int, batch: int) -> int:
-    """FLOPs of one ``run`` (the inversion forward) on the meta device."""
+    """FLOPs of one ``run`` (the inversion forward) on the meta device (the same in any layout)."""
     with torch.device("meta"):
-        m = method_for(name, size, "meta")
+        m = method_for(name, size, "meta", "contiguous")
         x = torch.zeros(batch, 3, m.input_size, m.input_size)
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
@@ -114,18 +86,25 @@ def count_flops(name: str, size: int, batch: int) -> int:
 
 
 def bench_setting(
-    size: int, batch: int, reps: int, warmup: int, device: torch.device, conv_rate: float
+    size: int,
+    batch: int,
+    reps: int,
+    warmup: int,
+    device: torch.device,
+    conv_rate: float,
+    methods: tuple[str, ...] = METHODS,
+    memory_format: str = "auto",
 ) -> list[dict]:
     rows = []
-    for name in METHODS:
-        m = method_for(name, size, device)
+    for name in methods:
+        m = method_for(name, size, device, memory_format)
         x = torch.rand(batch, 3, m.input_size, m.input_size, device=device) * 2 - 1
         with torch.no_grad():
             # The dense-conv yardstick is re-measured next to each timing: on a shared machine the
             # load changes within minutes, and a ratio is only meaningful under the same load.
-            rate_before = dense_conv_flops_per_s(device, reps=1)
+            rate_before = dense_conv_flops_per_s(device)
             t = timed(lambda m=m, x=x: m.run(x), device, reps, warmup)
-            conv_rate = max(rate_before, dense_conv_flops_per_s(device, reps=1))
+            conv_rate = max(rate_before, dense_conv_flops_per_s(device))
         try:
             flops = count_flops(name, size, batch)
         except Exception as exc:  # meta tracing is best effort; the timing stands on its own
@@ -160,32 +139,53 @@ def bench_setting(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", nargs="+", default=["64", "published"], choices=["64", "published"])
-    ap.add_argument("--reps", type=int, default=3, help="timed repetitions at 64 px (published: 1)")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions at 64 px")
+    ap.add_argument(
+        "--published-reps",
+        type=int,
+        default=2,
+        help="timed repetitions at the published sizes, after one untimed warm-up call (the first "
+        "call builds the convolution primitives and weight caches, a one-time cost of a session)",
+    )
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument(
+        "--memory-format",
+        default="auto",
+        choices=list(MEMORY_FORMATS),
+        help="layout of the encoders and the generator (auto: channels_last on CPU, the library default)",
+    )
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    conv_rate = dense_conv_flops_per_s(device)
+    methods = tuple(args.methods)
+    conv_rate = dense_conv_flops_per_s(device, reps=3)
     print(
         f"device {device}, {torch.get_num_threads()} threads; dense 3x3 conv: {conv_rate / 1e9:.1f} GFLOP/s; "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        f"memory format {args.memory_format}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
     )
     all_rows: list[dict] = []
     for setting in args.settings:
         if setting == "64":
             print("64 px (synthfaces world, small encoders), batch 8:")
-            all_rows += bench_setting(64, 8, args.reps, 1, device, conv_rate)
+            all_rows += bench_setting(64, 8, args.reps, 1, device, conv_rate, methods, args.memory_format)
         else:
             print("published sizes (IR-SE50 e4e on 256 px input, 1024 px generator), batch 1:")
-            all_rows += bench_setting(1024, 1, 1, 0 if device.type == "cpu" else 1, device, conv_rate)
+            all_rows += bench_setting(
+                1024, 1, args.published_reps, 1, device, conv_rate, methods, args.memory_format
+            )
     print()
     header = f"{'method':15s} {'G':9s} {'size':>5s} {'img/s':>8s} {'s/img':>8s} {'x e4e':>6s} {'params':>12s} {'params-G':>12s} {'GFLOP/img':>10s} {'t/bound':>8s}"
     print(header)
     print("-" * len(header))
     for r in all_rows:
-        base = next(b for b in all_rows if b["size"] == r["size"] and b["method"] == "e4e")
+        base = next((b for b in all_rows if b["size"] == r["size"] and b["method"] == "e4e"), None)
+        x_e4e = r["s_img"] / base["s_img"] if base else float("nan")  # without e4e in --methods: nan
         print(
             f"{r['method']:15s} {r['G']:9s} {r['size']:5d} {r['img_s']:8.2f} {r['s_img']:8.3f} "
-            f"{r['s_img'] / base['s_img']:6.2f} {r['params']:12,d} {r['params_noG']:12,d} "
+            f"{x_e4e:6.2f} {r['params']:12,d} {r['params_noG']:12,d} "
             f"{r['gflop_img']:10.2f} {r['ratio_bound']:8.2f}"
         )
 

@@ -19,6 +19,7 @@ from torch import nn
 from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.methods import generator_io
 from egain.methods.composition import CHECKPOINT_FORMAT, RUNTIME_OPTIONS, EGAINMethod
+from egain.nn.layout import check_memory_format
 from egain.training.checkpoint import load_checkpoint
 from egain.utils.device import resolve_device
 
@@ -130,6 +131,7 @@ def create(
     checkpoint: str | os.PathLike | Mapping | None = None,
     *,
     device: str | torch.device | None = "cpu",
+    memory_format: str | None = "auto",
     **config: Any,
 ) -> nn.Module:
     """Build method ``name``: fresh (with ``generator``) or from a checkpoint (ours or published).
@@ -138,9 +140,26 @@ def create(
     references its generator (ours) or carries ``decoder.*`` weights (published e4e/HFGI).
     ``config``: component overrides for a fresh model; for a checkpoint only the run-time options
     ``passes`` and ``noise_mode`` may be changed.
+    ``memory_format``: the inference layout (``EGAINMethod.set_memory_format``); "auto" is
+    channels_last on CPU, where it is faster; None leaves the NCHW layout as built (for training).
     """
+    if memory_format is not None:
+        check_memory_format(memory_format)
+    model = _create(name, generator, checkpoint, resolve_device(device), config)
+    set_format = getattr(model, "set_memory_format", None)
+    if memory_format is not None and set_format is not None:
+        set_format(memory_format)
+    return model
+
+
+def _create(
+    name: str,
+    generator: nn.Module | str | os.PathLike | None,
+    checkpoint: str | os.PathLike | Mapping | None,
+    dev: torch.device,
+    config: dict[str, Any],
+) -> nn.Module:
     spec = _spec(name)
-    dev = resolve_device(device)
     if checkpoint is None and generator is None:
         checkpoint = _bundled_checkpoint(name)
     if checkpoint is None:

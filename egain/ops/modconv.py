@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from egain.nn.layout import is_channels_last, torch_memory_format
 from egain.ops.equalized import EqualLinear
 from egain.ops.upfirdn import Blur
 
@@ -55,18 +56,13 @@ def conv_layout_weight(weight: torch.Tensor, upsample: bool, channels_last: bool
     """The shared weight as the convolution wants it: (in, out, k, k) for the transposed conv, and in
     channels_last memory when the activations are (oneDNN would otherwise reorder it every call)."""
     w = weight.transpose(0, 1) if upsample else weight
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return w.contiguous(memory_format=fmt)
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return w.contiguous(memory_format=torch_memory_format(channels_last))
 
 
 def _pointwise(x: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
     """Per-sample 1x1 conv as a batched matmul: ``wb`` (N, out, in); no copy of ``x`` in either layout."""
     n, c, h, w = x.shape
-    if _is_channels_last(x):
+    if is_channels_last(x):
         y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, h * w, c), wb.transpose(1, 2))
         return y.view(n, h, w, -1).permute(0, 3, 1, 2)
     return torch.bmm(wb, x.reshape(n, c, h * w)).view(n, -1, h, w)
@@ -96,7 +92,7 @@ def _single_sample_folded(
         wb = wb * scale.to(x.dtype)
     elif out_gain != 1.0:
         wb = wb * out_gain
-    wb = conv_layout_weight(wb, upsample, _is_channels_last(x))
+    wb = conv_layout_weight(wb, upsample, is_channels_last(x))
     out = F.conv_transpose2d(x, wb, stride=2) if upsample else F.conv2d(x, wb, padding=k // 2)
     return blur(out) if upsample and blur is not None else out
 
@@ -227,7 +223,7 @@ class ModulatedConv2d(nn.Module):
         weight changes: optimiser steps, EMA updates and load_state_dict bump its version)."""
         if torch.is_grad_enabled() or self.kernel_size == 1 or self.weight.is_inference():
             return None  # (inference tensors have no version counter to watch)
-        cl = _is_channels_last(x)
+        cl = is_channels_last(x)
         key = (self.weight._version, self.weight.data_ptr(), self.weight.device, x.dtype, cl)
         if self._cache is None or self._cache[0] != key:
             w = self.weight.detach().to(x.dtype)

@@ -171,7 +171,9 @@ def build_method(cfg: InversionTrainConfig, device: torch.device) -> nn.Module:
     if cfg.basic_encoder:
         basic_cfg, basic_state = basic_encoder_from_checkpoint(cfg.basic_encoder, generator)
         overrides.update(basic_cfg)
-    method = create(cfg.method, generator=generator, device=device, **overrides)
+    # memory_format=None: train in the NCHW layout the components are built with (channels_last
+    # train-mode BatchNorm is less precise on CPU; see EGAINMethod.set_memory_format).
+    method = create(cfg.method, generator=generator, device=device, memory_format=None, **overrides)
     if basic_state is not None:
         missing, unexpected = method.load_state_dict(basic_state, strict=False)
         bad = [k for k in missing if k.startswith("basic_encoder.")] + list(unexpected)
