@@ -60,7 +60,12 @@ add() {  # add STAGE: bundle a finished stage
   local name
   case "$1" in
     gan-*) name="$1-64"
-      egain zoo add --name "$name" --weights "$RUNS/$name/generator.pt" --run-info "$RUNS/$name/run.json" --kind generator ;;
+      # FID over the bundled synthfaces ArcFace features (no Inception weights offline; named in the scores)
+      egain gan fid --checkpoint "$RUNS/$name/generator.pt" --data "$TRAIN" --n 5000 --real-floor --json "$RUNS/$name/fid.json"
+      python -c 'import json, sys; r = json.load(open(sys.argv[1])); json.dump({"fid": round(r["fid"], 3), "fid_real_floor": round(r["fid_real_floor"], 3), "fid_features": r["features"], "fid_images": r["n"]}, open(sys.argv[2], "w"))' \
+        "$RUNS/$name/fid.json" "$RUNS/$name/scores.json"
+      egain zoo add --name "$name" --weights "$RUNS/$name/generator.pt" --run-info "$RUNS/$name/run.json" --kind generator \
+        --scores "$RUNS/$name/scores.json" ;;
     faces-*) name="$1-64"
       egain zoo add --name "$name" --weights "$RUNS/$name/embedder.pt" --run-info "$RUNS/$name/run.json" --kind face-embedder ;;
     *) name="$1-64"

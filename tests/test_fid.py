@@ -59,3 +59,8 @@ def test_cli_gan_fid_end_to_end(tmp_path):
     assert main(args) == 0
     result = json.loads((tmp_path / "fid.json").read_text())
     assert result["n"] == 6 and np.isfinite(result["fid"]) and result["fid"] >= 0
+    # --real-floor: two disjoint halves of the reals, so n shrinks to fit them
+    args += ["--real-floor"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "fid.json").read_text())
+    assert result["n"] == 3 and np.isfinite(result["fid_real_floor"]) and result["fid_real_floor"] >= 0

@@ -243,6 +243,12 @@ def _register_fid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--real-floor",
+        action="store_true",
+        help="also the FID between two disjoint sets of --n real images: the value a perfect generator "
+        "would get with this many images (sampling noise floor), to read the FID against",
+    )
     p.add_argument("--json", help="also write the result as JSON here")
     p.set_defaults(func=_fid)
 
@@ -265,12 +271,21 @@ def _fid(args: argparse.Namespace) -> int:
     embedder = load_embedder(args.features, device=device)
     G = load_generator(args.checkpoint, device=device).eval()
     data = ImageFolderDataset(args.data, G.size)
-    n = min(args.n, len(data))
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[:n].tolist()
-    real_batches = (torch.stack([data[i] for i in idx[s : s + args.batch]]) for s in range(0, n, args.batch))
-    real = extract_features(
-        progress(real_batches, total=-(-n // args.batch), desc="fid reals"), embedder.embed, device
-    )
+    # With --real-floor the reals are split into two disjoint sets of n: there must be 2n of them.
+    n = min(args.n, len(data) // 2 if args.real_floor else len(data))
+    if n < 2:
+        raise EgainError(
+            f"--data {args.data} has {len(data)} images; the FID needs at least 2 (4 with --real-floor)"
+        )
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed)).tolist()
+
+    def real_features(idx: list[int], desc: str) -> torch.Tensor:
+        batches = (torch.stack([data[i] for i in idx[s : s + args.batch]]) for s in range(0, n, args.batch))
+        return extract_features(
+            progress(batches, total=-(-n // args.batch), desc=desc), embedder.embed, device
+        )
+
+    real = real_features(order[:n], "fid reals")
     gen = torch.Generator().manual_seed(args.seed)
     mean = G.mean_latent(4096) if args.truncation < 1.0 else None
 
@@ -292,7 +307,13 @@ def _fid(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "data": str(args.data),
     }
-    print(f"FID ({args.features} features, {n} images): {value:.3f}")
+    message = f"FID ({args.features} features, {n} images): {value:.3f}"
+    if args.real_floor:
+        result["fid_real_floor"] = fid_from_features(
+            real, real_features(order[n : 2 * n], "fid reals (floor)")
+        )
+        message += f" (real-vs-real floor {result['fid_real_floor']:.3f})"
+    print(message)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
