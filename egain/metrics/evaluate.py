@@ -46,19 +46,8 @@ from egain.metrics.report import (
 from egain.metrics.stats import summarise
 from egain.utils.images import IMAGE_EXTENSIONS, is_image_file, resize_center_crop
 
-#: what ``--metrics`` accepts; "ssim" gives both the [0, 1] and the raw column
-METRIC_CHOICES: tuple[str, ...] = (
-    "ssim",
-    "ssim_raw",
-    "scc",
-    "vif",
-    "psnr",
-    "mae",
-    "mse",
-    "lpips",
-    "id",
-    "magface",
-)
+#: what ``--metrics`` accepts: every score column; "ssim" gives both the [0, 1] and the raw column
+METRIC_CHOICES: tuple[str, ...] = METRIC_COLUMNS
 DEFAULT_IDENTITY_BACKEND = "synthfaces-arcface"
 DEFAULT_MAGFACE_BACKEND = "synthfaces-magface"
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
