@@ -29,11 +29,11 @@ faces() {  # faces LOSS
     --batch 64 --eval-every 500 --seed 0 --resume auto
 }
 
-inversion() {  # inversion METHOD ARCH [extra args]
-  local method=$1 arch=$2
-  shift 2
+inversion() {  # inversion METHOD ARCH ITERS [extra args]
+  local method=$1 arch=$2 iters=$3
+  shift 3
   egain train --method "$method" --generator "$RUNS/gan-$arch-64/generator.pt" --data "$TRAIN" \
-    --out "$RUNS/$method-$arch-64" --iters "${INV_ITERS:-3000}" --batch 8 --seed 0 \
+    --out "$RUNS/$method-$arch-64" --iters "$iters" --batch 8 --seed 0 \
     --id-net synthfaces-arcface --progressive-start 300 --progressive-every 100 \
     --ckpt-every 100 --val-every 250 --resume auto "$@"
 }
@@ -47,11 +47,13 @@ stage() {
     gan-stylegan2) gan stylegan2 ;;
     faces-arcface) faces arcface ;;
     faces-magface) faces magface ;;
-    e4e-stylegan2) inversion e4e stylegan2 ;;
-    e4e-swagan) inversion e4e swagan ;;
-    hfgi-stylegan2) inversion hfgi stylegan2 --basic-encoder "$RUNS/e4e-stylegan2-64/model.pt" ;;
-    egain-swagan) inversion egain swagan --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
-    egain-external-swagan) inversion egain-external swagan --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
+    # basic encoders: 6000 steps (~37 min on one core); the delta methods start from them: 3000
+    e4e-stylegan2) inversion e4e stylegan2 "${E4E_ITERS:-6000}" ;;
+    e4e-swagan) inversion e4e swagan "${E4E_ITERS:-6000}" ;;
+    hfgi-stylegan2) inversion hfgi stylegan2 "${INV_ITERS:-3000}" --basic-encoder "$RUNS/e4e-stylegan2-64/model.pt" ;;
+    egain-swagan) inversion egain swagan "${INV_ITERS:-3000}" --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
+    egain-external-swagan)
+      inversion egain-external swagan "${INV_ITERS:-3000}" --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }
