@@ -16,6 +16,9 @@ RUNS=${ZOO_RUNS:-/work/runs}
 export OMP_NUM_THREADS=${ZOO_THREADS:-1} MKL_NUM_THREADS=${ZOO_THREADS:-1}
 mkdir -p "$DATA" "$RUNS"
 TRAIN="$DATA/sf-train-64"
+# Later stages read earlier results from the zoo (bundle a stage with `add` before the next needs it),
+# so a stage can run in a later session, after the run folders of the earlier ones are gone.
+ZOO=egain/zoo/weights
 
 gan() {  # gan ARCH
   egain gan train --arch "$1" --size 64 --style-dim 256 --n-mlp 8 --channel-base 1024 --channel-max 256 \
@@ -32,7 +35,7 @@ faces() {  # faces LOSS
 inversion() {  # inversion METHOD ARCH ITERS [extra args]
   local method=$1 arch=$2 iters=$3
   shift 3
-  egain train --method "$method" --generator "$RUNS/gan-$arch-64/generator.pt" --data "$TRAIN" \
+  egain train --method "$method" --generator "$ZOO/gan-$arch-64.pt" --data "$TRAIN" \
     --out "$RUNS/$method-$arch-64" --iters "$iters" --batch 8 --seed 0 \
     --id-net synthfaces-arcface --progressive-start 300 --progressive-every 100 \
     --ckpt-every 100 --val-every 250 --resume auto "$@"
@@ -50,10 +53,10 @@ stage() {
     # basic encoders: 6000 steps (~37 min on one core); the delta methods start from them: 3000
     e4e-stylegan2) inversion e4e stylegan2 "${E4E_ITERS:-6000}" ;;
     e4e-swagan) inversion e4e swagan "${E4E_ITERS:-6000}" ;;
-    hfgi-stylegan2) inversion hfgi stylegan2 "${INV_ITERS:-3000}" --basic-encoder "$RUNS/e4e-stylegan2-64/model.pt" ;;
-    egain-swagan) inversion egain swagan "${INV_ITERS:-3000}" --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
+    hfgi-stylegan2) inversion hfgi stylegan2 "${INV_ITERS:-3000}" --basic-encoder "$ZOO/e4e-stylegan2-64.pt" ;;
+    egain-swagan) inversion egain swagan "${INV_ITERS:-3000}" --basic-encoder "$ZOO/e4e-swagan-64.pt" ;;
     egain-external-swagan)
-      inversion egain-external swagan "${INV_ITERS:-3000}" --basic-encoder "$RUNS/e4e-swagan-64/model.pt" ;;
+      inversion egain-external swagan "${INV_ITERS:-3000}" --basic-encoder "$ZOO/e4e-swagan-64.pt" ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }
