@@ -35,6 +35,24 @@ def test_clock_accumulates_across_resume():
     assert len(b.state_dict()["sessions"]) == 2
 
 
+def test_run_info_names_the_command_that_finished_the_run(tmp_path, monkeypatch):
+    """A run resumed with a longer --iters is reproduced by its last command; all stay listed."""
+    from egain.training import runinfo
+
+    monkeypatch.setattr(runinfo, "_COMMAND", None)  # restored after the test
+    runinfo.set_command(["egain", "train", "--iters", "3000"])
+    first = RunClock()
+    runinfo.set_command(["egain", "train", "--iters", "6000"])
+    second = RunClock()
+    second.load_state_dict(first.state_dict())
+    info = write_run_info(tmp_path / "run.json", second, steps=6000, device="cpu")
+    assert info["command"] == "egain train --iters 6000"
+    assert [s["command"] for s in info["sessions"]] == [
+        "egain train --iters 3000",
+        "egain train --iters 6000",
+    ]
+
+
 def test_bundled_method_references_zoo_generator(tmp_path, monkeypatch):
     """`zoo add --generator-zoo` stores a reference, and `create(name)` with no paths uses the zoo."""
     import pytest

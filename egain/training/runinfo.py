@@ -103,11 +103,16 @@ def write_run_info(
     device: torch.device | str,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``run.json``: command, commit, hardware, steps, wall time (all sessions)."""
+    """Write ``run.json``: command, commit, hardware, steps, wall time (all sessions).
+
+    ``command``/``commit`` are the last invocation's: the one that finished the run. A resumed run
+    may extend ``--iters`` or change ``--threads``; the last command, run from scratch, trains the
+    same run to its end. Every invocation stays listed under ``sessions``.
+    """
     state = clock.state_dict()
     info = {
-        "command": state["sessions"][0]["command"] if state["sessions"] else command_line(),
-        "commit": state["sessions"][0]["commit"] if state["sessions"] else git_commit(),
+        "command": state["sessions"][-1]["command"] if state["sessions"] else command_line(),
+        "commit": state["sessions"][-1]["commit"] if state["sessions"] else git_commit(),
         "sessions": state["sessions"],
         "steps": int(steps),
         "wall_time_s": round(state["seconds"], 1),
