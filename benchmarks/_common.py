@@ -6,17 +6,32 @@ of one dense 3x3 convolution, of a fixed shape per device type, in the better of
 channels_last. Scripts import this module from their own folder: they run as
 ``python benchmarks/bench_x.py`` from a checkout, without installing anything.
 
-Set ``OMP_WAIT_POLICY`` before importing this module where a script wants it: importing it loads
-torch, and so OpenMP.
+Every script imports this module first (``import _common``, before torch), because importing it
+also prepares the process:
+
+* ``OMP_WAIT_POLICY=PASSIVE`` unless the environment says otherwise, set before torch loads OpenMP.
+  On a machine shared with other busy processes, threads that spin at every barrier get
+  descheduled and each small op then waits a scheduler slice (measured: e4e at 64 px 10x slower,
+  1024 px inversion 2x, 2-thread pixel metrics 3-4x slower than 1 thread). Sleeping threads avoid
+  that; ``OMP_WAIT_POLICY=ACTIVE`` restores spinning (marginally faster on an idle machine).
+* the checkout's root on ``sys.path`` when ``egain`` is not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 #: (batch, channels in = out, height = width) of the yardstick convolution per device type. It is
 #: big enough to run at the library's best rate, and it fits any machine.

@@ -18,25 +18,15 @@ process, so machine load affects both sides. Times are the best of ``--reps`` af
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
+import _common  # first: prepares OpenMP and sys.path before torch loads
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(HERE.parent))
-if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
-    sys.path.insert(0, str(HERE))
-
-from _common import dense_conv_flops_per_s, timed  # noqa: E402
-
-from egain.faces.embedder import FaceEmbedder  # noqa: E402
-from egain.faces.losses import ArcFaceLoss  # noqa: E402
-from egain.faces.nets import FaceNetConfig, IRSEFaceNet, arcface_irse50, iresnet  # noqa: E402
-from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess  # noqa: E402
+from egain.faces.embedder import FaceEmbedder
+from egain.faces.losses import ArcFaceLoss
+from egain.faces.nets import FaceNetConfig, IRSEFaceNet, arcface_irse50, iresnet
+from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
 
 
 def count_flops(fn) -> int:
@@ -53,7 +43,7 @@ def bench_embed(name: str, emb: FaceEmbedder, size: int, batch: int, reps: int, 
             emb.embed(x)
 
     flops = count_flops(run)
-    dt = timed(run, reps=reps)
+    dt = _common.timed(run, reps=reps)
     bound = flops / dense
     print(
         f"{name:<28} embed  {batch / dt:8.1f} img/s  {flops / batch / 1e9:6.2f} GFLOP/img  "
@@ -75,7 +65,7 @@ def bench_train(cfg: FaceNetConfig, batch: int, reps: int, dense: float) -> None
         opt.step()
 
     flops = count_flops(step)
-    dt = timed(step, reps=reps)
+    dt = _common.timed(step, reps=reps)
     print(
         f"{'synthfaces train step':<28} batch {batch}: {1 / dt:6.2f} steps/s = {batch / dt:7.1f} img/s  "
         f"measured/bound {dt / (flops / dense):5.2f}  -> 1 h = {3600 / dt:,.0f} steps"
@@ -104,7 +94,7 @@ def main() -> None:
         stem_channels=args.stem,
         embedding_dim=args.embedding_dim,
     )
-    dense = dense_conv_flops_per_s("cpu", reps=3)
+    dense = _common.dense_conv_flops_per_s("cpu", reps=3)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, dense 3x3 conv {dense / 1e9:.1f} GFLOP/s"
     )

@@ -22,29 +22,20 @@ the generator/discriminator ops are from dense-conv speed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
+import _common  # first: prepares OpenMP and sys.path before torch loads
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(HERE.parent))
-if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
-    sys.path.insert(0, str(HERE))
-
-from _common import dense_conv_flops_per_s, timed  # noqa: E402
-
-from egain.generators import build_discriminator, build_generator  # noqa: E402
-from egain.training.gan import GanTrainConfig, sample_wplus, train_gan  # noqa: E402
+from egain.generators import build_discriminator, build_generator
+from egain.training.gan import GanTrainConfig, sample_wplus, train_gan
 
 
 def make_folder(root: Path, n: int, size: int) -> None:
@@ -69,7 +60,7 @@ def bare_step(arch: str, cfg: dict, batch: int, repeats: int) -> tuple[float, fl
 
     with FlopCounterMode(display=False) as counter:
         step()  # also the warm-up of the timing below
-    return timed(step, cpu, repeats, warmup=0), float(counter.get_total_flops())
+    return _common.timed(step, cpu, repeats, warmup=0), float(counter.get_total_flops())
 
 
 def trainer_step_seconds(arch: str, cfg: dict, batch: int, data: Path, out: Path) -> float:
@@ -103,7 +94,7 @@ def main() -> None:
         data = Path(tmp) / "data"
         data.mkdir()
         make_folder(data, 256, args.size)
-        conv = dense_conv_flops_per_s("cpu", reps=3)
+        conv = _common.dense_conv_flops_per_s("cpu", reps=3)
         print(f"dense 3x3 conv: {conv / 1e9:.1f} GFLOP/s")
         for arch in args.archs.split(","):
             bare, flops = bare_step(arch, cfg, args.batch, repeats=3)

@@ -21,30 +21,14 @@ noise, activations and memory traffic.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
-# Before torch loads OpenMP: on a machine shared with other busy processes, threads that spin at
-# every barrier get descheduled and each small op then waits a scheduler slice (measured: e4e at
-# 64 px 10x slower, 1024 px inversion 2x). Sleeping threads avoid that; OMP_WAIT_POLICY=ACTIVE
-# in the environment restores spinning (marginally faster on an idle machine).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import _common  # first: prepares OpenMP and sys.path before torch loads
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(HERE.parent))
-if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
-    sys.path.insert(0, str(HERE))
-
-from _common import dense_conv_flops_per_s, timed  # noqa: E402
-
-from egain.generators import build_generator  # noqa: E402
-from egain.nn.layout import MEMORY_FORMATS  # noqa: E402
+from egain.generators import build_generator
+from egain.nn.layout import MEMORY_FORMATS
 
 DEFAULT_BATCH = {64: 8, 128: 8, 256: 8, 512: 2, 1024: 1}
 
@@ -119,10 +103,10 @@ def main(argv: list[str] | None = None) -> None:
                 # numbers taken seconds apart; the median over repetitions is reported.
                 ratios, times, peaks = [], [], []
                 for _ in range(args.reps):
-                    before = dense_conv_flops_per_s(device)
+                    before = _common.dense_conv_flops_per_s(device)
                     with torch.inference_mode():
-                        t = timed(lambda g=g, w=w: g.synthesize(w, "const"), device, 1, warmup=0)
-                    peak = max(before, dense_conv_flops_per_s(device))
+                        t = _common.timed(lambda g=g, w=w: g.synthesize(w, "const"), device, 1, warmup=0)
+                    peak = max(before, _common.dense_conv_flops_per_s(device))
                     ratios.append(t * peak / flops)
                     times.append(t)
                     peaks.append(peak)

@@ -28,31 +28,15 @@ CPU, see ``EGAINMethod.set_memory_format``); ``contiguous`` gives the NCHW path 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
-# Before torch loads OpenMP: on a machine shared with other busy processes, threads that spin at
-# every barrier get descheduled and each small op then waits a scheduler slice (measured: e4e at
-# 64 px 10x slower, 1024 px inversion 2x). Sleeping threads avoid that; OMP_WAIT_POLICY=ACTIVE
-# in the environment restores spinning (marginally faster on an idle machine).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import _common  # first: prepares OpenMP and sys.path before torch loads
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-if importlib.util.find_spec("egain") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(HERE.parent))
-if str(HERE) not in sys.path:  # the shared timer and yardstick live next to this script
-    sys.path.insert(0, str(HERE))
-
-from _common import dense_conv_flops_per_s, timed  # noqa: E402
-
-from egain.generators import build_generator  # noqa: E402
-from egain.methods import create  # noqa: E402
-from egain.nn.layout import MEMORY_FORMATS  # noqa: E402
+from egain.generators import build_generator
+from egain.methods import create
+from egain.nn.layout import MEMORY_FORMATS
 
 METHODS = ("e4e", "hfgi", "egain", "egain-external")
 GENERATOR_ARCH = {"e4e": "stylegan2", "hfgi": "stylegan2", "egain": "swagan", "egain-external": "swagan"}
@@ -102,9 +86,9 @@ def bench_setting(
         with torch.no_grad():
             # The dense-conv yardstick is re-measured next to each timing: on a shared machine the
             # load changes within minutes, and a ratio is only meaningful under the same load.
-            rate_before = dense_conv_flops_per_s(device)
-            t = timed(lambda m=m, x=x: m.run(x), device, reps, warmup)
-            conv_rate = max(rate_before, dense_conv_flops_per_s(device))
+            rate_before = _common.dense_conv_flops_per_s(device)
+            t = _common.timed(lambda m=m, x=x: m.run(x), device, reps, warmup)
+            conv_rate = max(rate_before, _common.dense_conv_flops_per_s(device))
         try:
             flops = count_flops(name, size, batch)
         except Exception as exc:  # meta tracing is best effort; the timing stands on its own
@@ -161,7 +145,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     methods = tuple(args.methods)
-    conv_rate = dense_conv_flops_per_s(device, reps=3)
+    conv_rate = _common.dense_conv_flops_per_s(device, reps=3)
     print(
         f"device {device}, {torch.get_num_threads()} threads; dense 3x3 conv: {conv_rate / 1e9:.1f} GFLOP/s; "
         f"memory format {args.memory_format}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"

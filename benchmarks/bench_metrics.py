@@ -19,26 +19,21 @@ processes oversubscribe the cores. The largest per-image disagreement is printed
 
 from __future__ import annotations
 
+import argparse
+import io
 import os
+import time
 
-# On a shared machine whose cores are oversubscribed, OpenMP threads that spin at every op's barrier
-# make 2-thread runs 3-4x *slower* than 1 thread; sleeping waits avoid that. Must be set before torch
-# is imported; an explicit setting in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import _common  # noqa: F401  first: prepares OpenMP and sys.path before torch loads
+import numpy as np
+import sewar
+import skimage.data
+import torch
+from PIL import Image
+from scipy import ndimage
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import sewar  # noqa: E402
-import skimage.data  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from scipy import ndimage  # noqa: E402
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
-
-from egain.metrics import pixel_metrics  # noqa: E402
+from egain.metrics import pixel_metrics
 
 
 def make_pairs(size: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
