@@ -130,7 +130,7 @@ def test_arcface_irse50_loads_strictly_and_applies_published_crop(tmp_path):
     state = _random_state(published_irse50_shapes())
     path = tmp_path / "model_ir_se50.pth"
     torch.save(state, path)
-    emb = load_embedder(f"arcface-irse50:{path}")
+    emb = load_embedder(f"arcface-irse50:{path}", device="cpu")
     assert torch.equal(emb.net.output_layer[3].weight, state["output_layer.3.weight"])
     assert not emb.net.training and not any(p.requires_grad for p in emb.net.parameters())
     x = torch.rand(1, 3, 256, 256) * 2 - 1
@@ -203,7 +203,7 @@ def _tiny_checkpoint(tmp_path, loss="arcface"):
 
 def test_own_checkpoint_embedder_interface(tmp_path):
     net, path = _tiny_checkpoint(tmp_path)
-    emb = load_embedder(str(path))
+    emb = load_embedder(str(path), device="cpu")
     assert emb.embedding_dim == 24 and emb.loss == "arcface" and emb.meta["scores"] == {"eer": 0.1}
     emb.train()  # must stay in eval mode (frozen BN statistics)
     assert not emb.net.training
@@ -252,7 +252,7 @@ def test_bundled_specs_use_the_zoo_and_explain_how_to_train(tmp_path, monkeypatc
         load_embedder("synthfaces-magface")
     _, path = _tiny_checkpoint(tmp_path)
     path.rename(weights / "faces-arcface-64.pt")
-    emb = load_embedder("synthfaces-arcface")
+    emb = load_embedder("synthfaces-arcface", device="cpu")
     assert emb.name == "synthfaces-arcface" and emb.embedding_dim == 24
 
 

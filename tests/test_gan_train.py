@@ -21,8 +21,23 @@ from egain.generators import build_generator, load_generator
 from egain.training.gan import GanTrainConfig, train_gan
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--size", "16", "--style-dim", "16", "--n-mlp", "2", "--channel-max", "16", "--batch", "4"]
-TINY_CFG = dict(size=16, style_dim=16, n_mlp=2, channel_max=16, batch=4, n_sample=4, log_every=1)
+TINY = [
+    "--device",
+    "cpu",
+    "--size",
+    "16",
+    "--style-dim",
+    "16",
+    "--n-mlp",
+    "2",
+    "--channel-max",
+    "16",
+    "--batch",
+    "4",
+]
+TINY_CFG = dict(
+    device="cpu", size=16, style_dim=16, n_mlp=2, channel_max=16, batch=4, n_sample=4, log_every=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +114,7 @@ def test_cli_train_ema_resume_export_and_sample(image_dir, tmp_path, capsys):
     assert len(info["sessions"]) == 2 and info["wall_time_s"] > 0  # the run was resumed once
 
     # the exported generator is the EMA generator and renders like it
-    g = load_generator(run / "generator.pt")
+    g = load_generator(run / "generator.pt", device="cpu")
     assert _same_state(g.state_dict(), ck["g_ema"])
     assert g.latent_avg is not None and g.latent_avg.shape == (16,)
 

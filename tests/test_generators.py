@@ -510,19 +510,19 @@ def test_checkpoint_formats_roundtrip(tmp_path, caplog):
         },
         tmp_path / "train.pt",
     )
-    assert torch.allclose(load_generator(tmp_path / "train.pt").synthesize(w), want, atol=1e-6)
+    assert torch.allclose(load_generator(tmp_path / "train.pt", device="cpu").synthesize(w), want, atol=1e-6)
     x = torch.randn(4, 3, 32, 32)
-    assert torch.allclose(load_discriminator(tmp_path / "train.pt")(x), d(x), atol=1e-6)
+    assert torch.allclose(load_discriminator(tmp_path / "train.pt", device="cpu")(x), d(x), atol=1e-6)
     # rosinality train.py file: no latent_avg -> computed, with a notice
     torch.save(
         {"g_ema": generator_to_rosinality(g), "d": discriminator_to_rosinality(d)}, tmp_path / "ros.pt"
     )
     with caplog.at_level(logging.WARNING, logger="egain.generators"):
-        g3 = load_generator(tmp_path / "ros.pt")
+        g3 = load_generator(tmp_path / "ros.pt", device="cpu")
     assert "latent_avg" in caplog.text
     assert torch.allclose(g3.synthesize(w), want, atol=1e-6)
     assert torch.allclose(g3.latent_avg, g.mean_latent(10000, seed=0)[0], atol=1e-6)
-    assert torch.allclose(load_discriminator(tmp_path / "ros.pt")(x), d(x), atol=1e-6)
+    assert torch.allclose(load_discriminator(tmp_path / "ros.pt", device="cpu")(x), d(x), atol=1e-6)
     # pSp-family wrapper (e4e / HFGI): decoder.* keys and an [n_latent, D] latent_avg
     wrapped = {f"decoder.{k}": v for k, v in generator_to_rosinality(g).items()}
     wrapped["encoder.styles.0.weight"] = torch.zeros(1)
@@ -530,7 +530,7 @@ def test_checkpoint_formats_roundtrip(tmp_path, caplog):
         {"state_dict": wrapped, "latent_avg": torch.full((g.n_latent, 16), 2.0), "opts": {}},
         tmp_path / "e4e.pt",
     )
-    g4 = load_generator(tmp_path / "e4e.pt")
+    g4 = load_generator(tmp_path / "e4e.pt", device="cpu")
     assert torch.allclose(g4.synthesize(w), want, atol=1e-6) and torch.allclose(
         g4.latent_avg, torch.full((16,), 2.0)
     )

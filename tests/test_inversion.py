@@ -291,7 +291,7 @@ def test_hfgi_adversarial_term_trains_the_image_discriminator(world, tmp_path):
         str(tmp_path / "d.pt"),
     ]
     assert main(args) == 0
-    state = torch.load(tmp_path / "adv" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "adv" / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert state["img_disc"] is not None
     before = d.state_dict()
     assert any(not torch.equal(v, before[k]) for k, v in state["img_disc"].items() if v.is_floating_point())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from egain.errors import CheckpointError, InputError
+from egain.errors import CheckpointError, EgainError, InputError
 from egain.training.checkpoint import atomic_torch_save, load_checkpoint
 from egain.utils.images import list_images, load_image, make_grid, save_image
 
@@ -46,3 +46,19 @@ def test_checkpoint_atomic_and_errors(tmp_path):
         load_checkpoint(p, required_keys=["b"])
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_auto_device_under_torchrun_names_the_missing_gpu(monkeypatch):
+    """More torchrun processes per node than GPUs: one clear line, not "invalid device ordinal"."""
+    from egain.utils.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for spec in ("auto", "cuda"):
+        with pytest.raises(EgainError, match=r"LOCAL_RANK=1 needs cuda:1, but this machine has 1 CUDA"):
+            resolve_device(spec)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)  # an explicit index is taken as given

@@ -351,15 +351,23 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def mean_latent(self, n: int = 10000, seed: int | None = None) -> torch.Tensor:
-        """Mean of ``mapping(z)`` over ``n`` random z, shape (1, style_dim). Batched to bound memory."""
+        """Mean of ``mapping(z)`` over ``n`` random z, shape (1, style_dim). Batched to bound memory.
+
+        With a ``seed`` the z are drawn on the CPU and moved to the generator's device: CUDA's
+        random stream differs from the CPU's, and w-bar (added to every encoder output) must not
+        depend on where the generator happens to live.
+        """
         device = self.const.device
-        gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
         total = torch.zeros(self.style_dim, device=device, dtype=torch.float64)
         done = 0
         n = int(n)
         while done < n:
             b = min(8192, n - done)
-            z = torch.randn(b, self.style_dim, device=device, generator=gen)
+            if gen is not None:
+                z = torch.randn(b, self.style_dim, generator=gen).to(device)
+            else:
+                z = torch.randn(b, self.style_dim, device=device)
             total += self.mapping(z).double().sum(0)
             done += b
         return (total / n).to(self.const.dtype).unsqueeze(0)

@@ -77,14 +77,15 @@ def as_wplus(latent: torch.Tensor, generator: nn.Module) -> torch.Tensor:
 
 @torch.no_grad()
 def mean_latent(generator: nn.Module, samples: int = MEAN_LATENT_SAMPLES) -> torch.Tensor:
-    """w-bar: the generator's stored average latent when it has one, else a seeded estimate."""
+    """w-bar: the generator's stored average latent when it has one, else a seeded estimate.
+
+    The estimate draws its z from its own seeded CPU generator: the same w-bar on every device,
+    and no global random state (CPU or CUDA) is touched.
+    """
     stored = getattr(generator, "latent_avg", None)
     if isinstance(stored, torch.Tensor):
         return as_wplus(stored, generator)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        w = generator.mean_latent(samples)
-    return as_wplus(w, generator)
+    return as_wplus(generator.mean_latent(samples, seed=0), generator)
 
 
 def generator_record(generator: nn.Module) -> dict[str, Any]:

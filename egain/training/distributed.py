@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from egain.utils.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,13 +36,10 @@ def init_distributed(device: str | None = None) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device in (None, "auto"):
-        dev = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-    else:
-        dev = torch.device(device)
-        if dev.type == "cuda" and dev.index is None:
-            dev = torch.device("cuda", local)
+    dev = resolve_device(device)
     if dev.type == "cuda":
+        if dev.index is None:  # a bare "cuda" on one process: set_device needs an index
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")

@@ -582,6 +582,9 @@ def _save(
         "clock": clock.state_dict(),
         "rng": torch.get_rng_state(),
     }
+    if method.device.type == "cuda":
+        # hflip, ADA's warps and the latent discriminator draw on the device's own stream
+        state["cuda_rng"] = torch.cuda.get_rng_state(method.device)
     atomic_torch_save(state, ckpt_path)
 
 
@@ -617,6 +620,8 @@ def _resume(path, cfg, method, optimizer, w_disc, w_disc_opt, img_disc, img_disc
     clock.load_state_dict(state.get("clock", {}))
     if isinstance(state.get("rng"), torch.Tensor):
         torch.set_rng_state(state["rng"].cpu())
+    if isinstance(state.get("cuda_rng"), torch.Tensor) and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
     return int(state["step"])
 
 

@@ -10,13 +10,35 @@ import torch
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """Return ``device`` as a :class:`torch.device`; ``None``/"auto" picks CUDA when available."""
+    """Return ``device`` as a :class:`torch.device`; ``None``/"auto" picks CUDA when available.
+
+    Under torchrun, "auto" and a bare "cuda" mean this process's GPU, ``cuda:LOCAL_RANK``.
+    """
     if device is None or device == "auto":
-        if torch.cuda.is_available():
-            local_rank = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device("cuda", local_rank)
-        return torch.device("cpu")
-    return torch.device(device)
+        return rank_cuda_device() if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        return rank_cuda_device()
+    return dev
+
+
+def rank_cuda_device() -> torch.device:
+    """``cuda:LOCAL_RANK``, or a one-line error when this node has fewer GPUs than processes.
+
+    Without the check, torchrun with more processes per node than GPUs fails deep in CUDA with
+    "invalid device ordinal" on the surplus ranks.
+    """
+    from egain.errors import EgainError
+
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise EgainError(
+            f"process LOCAL_RANK={local_rank} needs cuda:{local_rank}, but this machine has {count} CUDA "
+            f"device(s): start at most {count} process(es) per node (torchrun --nproc_per_node {count}), "
+            "or pass --device cpu to train on CPU processes (gloo)"
+        )
+    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int) -> None:
