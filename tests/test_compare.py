@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 from zoo_helpers import make_tiny_zoo, use_zoo
 
 from egain.cli.main import main
@@ -128,6 +129,10 @@ def test_compare_end_to_end_writes_table_stats_plots_and_readme(tmp_path, monkey
         "docs/comparison/boxplots.png" in block
         and (tmp_path / "docs" / "comparison" / "boxplots.png").exists()
     )
+    for set_name in ("eval", "hard"):  # the reconstruction grids travel with the box plots
+        assert f"docs/comparison/reconstructions_{set_name}.png" in block
+        grid = Image.open(tmp_path / "docs" / "comparison" / f"reconstructions_{set_name}.png")
+        assert grid.size == Image.open(out / set_name / "report" / "grid.png").size
     assert "| eval | e4e |" in printed
     # a second run reuses the rendered sets and rewrites the same block in place
     data_files = sorted(p.name for p in (out / "data").iterdir())

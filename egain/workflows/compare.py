@@ -12,7 +12,8 @@ Steps (each with a progress bar):
    egain over e4e on the hard set against the normal set (Mann-Whitney U on the per-image
    differences, bootstrap CI of the difference of mean advantages); OUT/plots/ -- box plots;
 5. with ``readme``: rewrite the block between ``<!-- comparison:start -->`` and
-   ``<!-- comparison:end -->`` with the table, the tests and the box plots (copied next to it).
+   ``<!-- comparison:end -->`` with the table, the tests, the box plots and each set's
+   reconstruction grid (``report/grid.png``; copied next to it).
 
 The claim under test (seeds/000, Table I and Fig. 3): egain beats e4e on ID, SSIM, SCC and VIF
 (p < 0.01), and its SCC advantage is larger on images with rare high-frequency details. The block
@@ -474,6 +475,7 @@ def run_compare(
     scores: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     runs: dict[str, dict[str, InversionRun]] = {}
     data_dirs: dict[str, Path] = {}
+    grids: dict[str, Path] = {}
     for set_name in set_names:
         data = prepare_set(out / "data", set_name, _recipe_count(set_name, n), size, workers, progress)
         data_dirs[set_name] = data
@@ -499,6 +501,8 @@ def run_compare(
         )
         notes += [f"{set_name}: {k} not computed: {v}" for k, v in report.unavailable.items()]
         scores[set_name] = report.table()
+        if "grid" in report.files:  # source | method 1 | ... for the first images of the set
+            grids[set_name] = report.files["grid"]
 
     table = combined_rows(scores, runs)
     tests = []
@@ -579,10 +583,17 @@ def run_compare(
         for key in ("boxplots", "table_csv", "stats_csv"):
             if key in files:
                 shutil.copyfile(files[key], assets / files[key].name)
+        for set_name, grid in grids.items():
+            shutil.copyfile(grid, assets / f"reconstructions_{set_name}.png")
         rel = os.path.relpath(assets, readme.parent).replace(os.sep, "/")
         block = markdown
         if "boxplots" in files:
             block += f"\n![Box plots of ID, SSIM, SCC and VIF per method and set]({rel}/boxplots.png)\n"
+        for set_name in grids:
+            block += (
+                f"\nThe first images of the {SET_TITLES[set_name]}, source and reconstructions:\n\n"
+                f"![Reconstructions, {SET_TITLES[set_name]}]({rel}/reconstructions_{set_name}.png)\n"
+            )
         block += f"\nTables as CSV: [{rel}/comparison.csv]({rel}/comparison.csv), [{rel}/stats.csv]({rel}/stats.csv).\n"
         update_readme(readme, block)
         files["readme"] = readme
