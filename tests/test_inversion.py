@@ -52,6 +52,11 @@ def test_e4e_training_lowers_the_loss_and_writes_its_run(world):
     stages = [r["stage"] for r in _log(run) if "stage" in r]
     assert stages[0] == 0 and stages[-1] == 4  # progressive W+: offsets switched on by the schedule
     assert [progressive_stage(s, 8, 10, 5) for s in (0, 9, 10, 15, 100)] == [0, 0, 1, 2, 7]
+    # run.json carries the last validation as the scores that `egain zoo add` copies to a manifest
+    last_val = [r for r in _log(run) if "val_l2" in r][-1]
+    scores = json.loads((run / "run.json").read_text())["scores"]
+    assert scores["val_l2"] == round(last_val["val_l2"], 5) and scores["val_images"] >= 1
+    assert scores["val_l2_basic"] == round(last_val["val_l2_basic"], 5)
 
 
 def test_delta_branch_beats_the_basic_encoder_on_the_training_batch(world, tmp_path):

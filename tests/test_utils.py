@@ -62,3 +62,18 @@ def test_auto_device_under_torchrun_names_the_missing_gpu(monkeypatch):
             resolve_device(spec)
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("cuda:0") == torch.device("cuda", 0)  # an explicit index is taken as given
+
+
+def test_a_synthfaces_contact_sheet_is_not_a_data_image(tmp_path):
+    """Training, inversion and evaluation of a synthfaces folder skip its overview picture."""
+    from egain.metrics.evaluate import pair_folders
+
+    (tmp_path / "plain").mkdir()
+    for name in ("id00000_v00.png", "id00001_v00.png", "contact_sheet.png"):
+        save_image(torch.zeros(3, 8, 8), tmp_path / "plain" / name)
+    assert len(list_images(tmp_path / "plain")) == 3  # only a synthfaces folder has a sheet to skip
+    (tmp_path / "plain" / "labels.jsonl").write_text("{}\n")
+    assert [p.name for p in list_images(tmp_path / "plain")] == ["id00000_v00.png", "id00001_v00.png"]
+    plan = pair_folders(tmp_path / "plain", {"copy": tmp_path / "plain"})
+    assert plan.images == ["id00000_v00.png", "id00001_v00.png"]
+    assert all("contact_sheet" not in issue for issue in plan.issues)

@@ -44,7 +44,7 @@ from egain.metrics.report import (
     write_summary,
 )
 from egain.metrics.stats import summarise
-from egain.utils.images import IMAGE_EXTENSIONS, is_image_file, resize_center_crop
+from egain.utils.images import IMAGE_EXTENSIONS, is_data_image, is_image_file, resize_center_crop
 
 #: what ``--metrics`` accepts: every score column; "ssim" gives both the [0, 1] and the raw column
 METRIC_CHOICES: tuple[str, ...] = METRIC_COLUMNS
@@ -110,9 +110,9 @@ def _scan(folder: Path, role: str) -> tuple[dict[str, Path], list[str]]:
     for p in sorted(folder.iterdir()):
         if not p.is_file() or p.name.startswith("."):
             continue
-        if is_image_file(p):
+        if is_data_image(p):
             images[p.name] = p
-        else:
+        elif not is_image_file(p):  # a synthfaces contact sheet is left out without a word
             ignored.append(p.name)
     return images, ignored
 

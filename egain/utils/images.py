@@ -25,8 +25,23 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
+#: the overview picture that ``egain data synthfaces`` writes beside the images and labels.jsonl
+SYNTHFACES_SHEET = "contact_sheet.png"
+
+
+def is_data_image(path: Path) -> bool:
+    """An image file that is data: not the contact sheet of a synthfaces folder (see list_images)."""
+    return is_image_file(path) and not (
+        path.name == SYNTHFACES_SHEET and (path.parent / "labels.jsonl").is_file()
+    )
+
+
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Sorted image files of ``folder``; raises if the folder is missing or holds no image."""
+    """Sorted image files of ``folder``; raises if the folder is missing or holds no image.
+
+    In a synthfaces folder (one with ``labels.jsonl``) the contact sheet is not a data image and is
+    left out, so such a folder can be trained on, inverted and evaluated as it is.
+    """
     folder = Path(folder)
     if not folder.exists():
         raise InputError(f"folder '{folder}' does not exist")
@@ -37,7 +52,7 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
             )
         return [folder]
     pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p))
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and is_data_image(p))
     if not files:
         raise InputError(f"folder '{folder}' contains no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files

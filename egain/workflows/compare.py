@@ -480,7 +480,6 @@ def run_compare(
         data = prepare_set(out / "data", set_name, _recipe_count(set_name, n), size, workers, progress)
         data_dirs[set_name] = data
         files = list_images(data)
-        files = [f for f in files if f.name != "contact_sheet.png"]
         runs[set_name] = {
             label: invert_files(
                 model, files, out / set_name / label, label=label, batch_size=batch_size, progress=progress
@@ -488,7 +487,7 @@ def run_compare(
             for label, model in models.items()
         }
         report = evaluate_folders(
-            _sources_only(data, files, out / set_name / "sources"),
+            data,
             {label: out / set_name / label for label in labels},
             out / set_name / "report",
             metrics=metrics,
@@ -598,19 +597,3 @@ def run_compare(
         update_readme(readme, block)
         files["readme"] = readme
     return CompareResult(out, table, tests, advantage, files, markdown, metrics)
-
-
-def _sources_only(data: Path, files: Sequence[Path], link_dir: Path) -> Path:
-    """The rendered folder also holds ``contact_sheet.png``; evaluate pairs only the recipe images."""
-    extra = [p for p in list(data.glob("*.png")) if p not in set(files)]
-    if not extra:
-        return data
-    if link_dir.exists():
-        shutil.rmtree(link_dir)
-    link_dir.mkdir(parents=True)
-    for f in files:
-        try:
-            os.link(f, link_dir / f.name)
-        except OSError:
-            shutil.copyfile(f, link_dir / f.name)
-    return link_dir

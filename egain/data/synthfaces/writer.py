@@ -20,6 +20,7 @@ from PIL import Image
 
 from egain.errors import InputError
 from egain.training.logging import progress
+from egain.utils.images import SYNTHFACES_SHEET
 
 from .params import split_of
 from .recipes import (
@@ -33,7 +34,7 @@ from .recipes import (
     render_item,
 )
 
-CONTACT_SHEET = "contact_sheet.png"
+CONTACT_SHEET = SYNTHFACES_SHEET  # left out of image listings (egain.utils.images.list_images)
 LABELS = "labels.jsonl"
 
 
