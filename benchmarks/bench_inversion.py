@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from egain.generators import build_generator
 from egain.methods import create
 from egain.nn.layout import MEMORY_FORMATS
+from egain.ops.modconv import MODES
 
 METHODS = ("e4e", "hfgi", "egain", "egain-external")
 GENERATOR_ARCH = {"e4e": "stylegan2", "hfgi": "stylegan2", "egain": "swagan", "egain-external": "swagan"}
@@ -51,8 +52,11 @@ def make_generator(arch: str, size: int, device: torch.device | str):
     return g.to(device).eval()
 
 
-def method_for(name: str, size: int, device: torch.device | str, memory_format: str = "auto"):
+def method_for(
+    name: str, size: int, device: torch.device | str, memory_format: str = "auto", modconv: str = "auto"
+):
     g = make_generator(GENERATOR_ARCH[name], size, device)
+    g.set_modconv_mode(modconv)
     # w-bar given explicitly: estimating it would cost mapping-network passes, irrelevant to speed
     g.latent_avg = torch.zeros(g.style_dim, device=device)
     return create(name, generator=g, device=device, memory_format=memory_format).eval()
@@ -78,10 +82,11 @@ def bench_setting(
     conv_rate: float,
     methods: tuple[str, ...] = METHODS,
     memory_format: str = "auto",
+    modconv: str = "auto",
 ) -> list[dict]:
     rows = []
     for name in methods:
-        m = method_for(name, size, device, memory_format)
+        m = method_for(name, size, device, memory_format, modconv)
         x = torch.rand(batch, 3, m.input_size, m.input_size, device=device) * 2 - 1
         with torch.no_grad():
             # The dense-conv yardstick is re-measured next to each timing: on a shared machine the
@@ -139,6 +144,12 @@ def main() -> None:
         choices=list(MEMORY_FORMATS),
         help="layout of the encoders and the generator (auto: channels_last on CPU, the library default)",
     )
+    ap.add_argument(
+        "--modconv-mode",
+        default="auto",
+        choices=list(MODES),
+        help="the generator's modulated-convolution form (auto: the library's choice per call)",
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -148,17 +159,27 @@ def main() -> None:
     conv_rate = _common.dense_conv_flops_per_s(device, reps=3)
     print(
         f"device {device}, {torch.get_num_threads()} threads; dense 3x3 conv: {conv_rate / 1e9:.1f} GFLOP/s; "
-        f"memory format {args.memory_format}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        f"memory format {args.memory_format}; modconv {args.modconv_mode}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
     )
     all_rows: list[dict] = []
     for setting in args.settings:
         if setting == "64":
             print("64 px (synthfaces world, small encoders), batch 8:")
-            all_rows += bench_setting(64, 8, args.reps, 1, device, conv_rate, methods, args.memory_format)
+            all_rows += bench_setting(
+                64, 8, args.reps, 1, device, conv_rate, methods, args.memory_format, args.modconv_mode
+            )
         else:
             print("published sizes (IR-SE50 e4e on 256 px input, 1024 px generator), batch 1:")
             all_rows += bench_setting(
-                1024, 1, args.published_reps, 1, device, conv_rate, methods, args.memory_format
+                1024,
+                1,
+                args.published_reps,
+                1,
+                device,
+                conv_rate,
+                methods,
+                args.memory_format,
+                args.modconv_mode,
             )
     print()
     header = f"{'method':15s} {'G':9s} {'size':>5s} {'img/s':>8s} {'s/img':>8s} {'x e4e':>6s} {'params':>12s} {'params-G':>12s} {'GFLOP/img':>10s} {'t/bound':>8s}"
