@@ -151,3 +151,11 @@ def test_compare_rejects_bad_arguments_before_work(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "e4e-stylegan2-64" in err and "egain-swagan-64" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_the_header_keeps_the_mark_of_uncommitted_changes():
+    from egain.workflows.compare import _short_commit
+
+    assert _short_commit("0123456789abcdef0123+dirty") == "0123456789ab+dirty"
+    assert _short_commit("0123456789abcdef0123") == "0123456789ab"
+    assert _short_commit(None) == "unknown"

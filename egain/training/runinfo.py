@@ -50,7 +50,12 @@ def hardware_description(device: torch.device | str | None = None) -> str:
     else:
         name = platform.processor() or platform.machine()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return f"{device.type}:{name}; {os.cpu_count()} cpu cores; torch {torch.__version__}; world_size {world}"
+    # the thread count is part of the record: it sets the speed, and the float rounding on CPU
+    threads = f"; {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    return (
+        f"{device.type}:{name}; {os.cpu_count()} cpu cores{threads}; torch {torch.__version__}; "
+        f"world_size {world}"
+    )
 
 
 _COMMAND: list[str] | None = None

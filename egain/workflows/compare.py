@@ -540,7 +540,7 @@ def run_compare(
     counts = ", ".join(f"{SET_TITLES[s]}: {runs[s][labels[0]].images} images" for s in set_names)
     command = command or f"egain compare --out {out}"
     header = [
-        f"Produced by `{command}` at commit {(git_commit() or 'unknown')[:12]} on {hardware_description(dev)}; "
+        f"Produced by `{command}` at commit {_short_commit(git_commit())} on {hardware_description(dev)}; "
         f"{counts}; {size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
         "Means ± standard deviations over images. ID: cosine similarity of synthfaces ArcFace embeddings; "
         "SSIM mapped to [0, 1]; SCC and VIF-p as sewar; MagFace: embedding norm of the synthfaces MagFace network; "
@@ -597,3 +597,11 @@ def run_compare(
         update_readme(readme, block)
         files["readme"] = readme
     return CompareResult(out, table, tests, advantage, files, markdown, metrics)
+
+
+def _short_commit(commit: str | None) -> str:
+    """12 hex digits, keeping the "+dirty" mark of a tree with uncommitted changes."""
+    if not commit:
+        return "unknown"
+    digest, dirty, _ = commit.partition("+dirty")
+    return digest[:12] + ("+dirty" if dirty else "")
