@@ -159,3 +159,25 @@ def test_the_header_keeps_the_mark_of_uncommitted_changes():
     assert _short_commit("0123456789abcdef0123+dirty") == "0123456789ab+dirty"
     assert _short_commit("0123456789abcdef0123") == "0123456789ab"
     assert _short_commit(None) == "unknown"
+
+
+def test_verdicts_name_each_contrast_and_what_fails():
+    from egain.workflows.compare import verdict_lines
+
+    def row(ref, metric, diff, p):
+        return {"set": "eval", "challenger": "egain", "reference": ref, "metric": metric, "mean_diff": diff,
+                "p_two_sided": p}  # fmt: skip
+
+    tests = [row("e4e", m, 0.1, 1e-9) for m in ("id", "ssim", "scc", "vif")]
+    tests += [row("hfgi", "id", 0.01, 1e-5), row("hfgi", "scc", -0.03, 1e-9), row("hfgi", "vif", 0.01, 0.2)]
+    tests += [{**row("hfgi", "ssim", 0.5, 1e-9), "set": "hard"}]  # only the evaluation set decides
+    lines = verdict_lines(tests, None)
+    assert (
+        lines[0]
+        == "- egain beats e4e on id, ssim, scc, vif on the evaluation set (Wilcoxon p < 0.01): **holds**."
+    )
+    assert lines[1] == (
+        "- egain beats hfgi on id, scc, vif on the evaluation set (Wilcoxon p < 0.01): "
+        "**does not hold** for scc, vif (holds for id)."
+    )
+    assert len(lines) == 2
