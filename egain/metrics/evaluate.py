@@ -37,6 +37,7 @@ from egain.metrics.identity import (
 )
 from egain.metrics.report import (
     METRIC_COLUMNS,
+    fit_tile,
     summary_markdown,
     write_boxplots,
     write_image_grid,
@@ -573,8 +574,6 @@ def _write_report(
 
 def _grid(report: EvaluationReport, plan: Pairing, n: int, size: int | None, path: Path) -> Path | None:
     """Source | method1 | method2 ... for the first ``n`` scored images, tiles at most 256 px high."""
-    import torch.nn.functional as F
-
     scored = {(r["image"], r["method"]) for r in report.rows}
     names = [x for x in plan.images if any((x, m) in scored for m in plan.methods)][:n]
     if not names:
@@ -586,18 +585,14 @@ def _grid(report: EvaluationReport, plan: Pairing, n: int, size: int | None, pat
     scale = 256 / max(h, w) if max(h, w) > 256 else float(max(1, 128 // max(h, w)))
     tile_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
 
-    def fit(t: torch.Tensor) -> torch.Tensor:
-        if tuple(t.shape[-2:]) == tile_hw:
-            return t
-        mode = "area" if t.shape[-1] > tile_hw[1] else "nearest"
-        f = F.interpolate(t[None].float(), size=tile_hw, mode=mode)
-        return f[0].round().clamp(0, 255).to(torch.uint8)
-
     rows = []
     for name in names:
-        row = [fit(_load_uint8(plan.source_info[name].path, size))]
+        row = [fit_tile(_load_uint8(plan.source_info[name].path, size), tile_hw)]
         for m in plan.methods:
-            row.append(fit(_load_uint8(plan.pairs[m][name].path, size)) if (name, m) in scored else None)
+            scored_pair = (name, m) in scored
+            row.append(
+                fit_tile(_load_uint8(plan.pairs[m][name].path, size), tile_hw) if scored_pair else None
+            )
         rows.append(row)
     return write_image_grid(rows, ["source", *plan.methods], path, row_labels=names)
 

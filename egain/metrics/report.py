@@ -242,6 +242,17 @@ def write_boxplots(
     return paths
 
 
+def fit_tile(tile: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Resize a (3, H, W) uint8 tile for a grid: nearest when enlarging (keeps pixels visible),
+    area when shrinking."""
+    import torch.nn.functional as F
+
+    if tuple(tile.shape[-2:]) == tuple(hw):
+        return tile
+    mode = "area" if tile.shape[-1] > hw[1] else "nearest"
+    return F.interpolate(tile[None].float(), size=hw, mode=mode)[0].round().clamp(0, 255).to(torch.uint8)
+
+
 def write_image_grid(
     rows: Sequence[Sequence[torch.Tensor | None]],
     labels: Sequence[str],
@@ -251,30 +262,42 @@ def write_image_grid(
 ) -> Path:
     """A grid with one row per image and one column per label (source | method1 | ...).
 
-    Tiles are (3, H, W) uint8 tensors of the same size, or None (drawn grey: not evaluated). Column
-    labels are drawn in a header strip, row labels (file names) are not drawn but kept in order.
+    Tiles are (3, H, W) uint8 tensors of the same size, or None (drawn grey: not evaluated); the
+    caller sizes them (64 px faces are best enlarged by nearest neighbour, so that the pixel-level
+    detail each method keeps or loses stays visible). Column labels are drawn in a header strip
+    whose font grows with the tiles and are shortened to fit their column; row labels (file
+    names) are not drawn but kept in order. The PNG is written atomically. The one grid writer of
+    ``egain evaluate``, ``egain demo`` and ``egain compare``.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
-    from egain.utils.images import make_grid, save_image
-
+    del row_labels  # the order of ``rows`` is the order of the names; nothing is drawn for them
     tiles = [t for r in rows for t in r if t is not None]
     if not tiles:
         raise ValueError("no images for the grid")
-    c, h, w = tiles[0].shape
-    grey = torch.zeros(3, h, w)
-    flat = [(t.float() / 127.5 - 1.0) if t is not None else grey for r in rows for t in r]
-    grid = make_grid(torch.stack(flat), nrow=len(labels), padding=padding)
-    path = Path(path)
-    save_image(grid, path)  # tiles only, then add the header strip
-    body = Image.open(path).convert("RGB")
-    header_h = 16
-    canvas = Image.new("RGB", (body.width, body.height + header_h), (255, 255, 255))
-    canvas.paste(body, (0, header_h))
+    _, h, w = tiles[0].shape
+    header = max(16, w // 6)
+    width = len(labels) * (w + padding) + padding
+    canvas = Image.new("RGB", (width, header + len(rows) * (h + padding) + padding), (255, 255, 255))
+    for i, row in enumerate(rows):
+        for j, tile in enumerate(row):
+            x, y = padding + j * (w + padding), header + padding + i * (h + padding)
+            if tile is None:
+                canvas.paste((128, 128, 128), (x, y, x + w, y + h))
+            else:
+                canvas.paste(Image.fromarray(tile.permute(1, 2, 0).contiguous().numpy(), "RGB"), (x, y))
     draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=max(10, header - 6))
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        font = ImageFont.load_default()
     for j, label in enumerate(labels):
-        x = padding + j * (w + padding)
-        draw.text((x + 2, 2), str(label)[: max(4, w // 6)], fill=(0, 0, 0))
+        text = str(label)
+        while len(text) > 1 and draw.textlength(text, font=font) > w - 4:
+            text = text[:-1]
+        draw.text((padding + j * (w + padding) + 3, 2), text, fill=(0, 0, 0), font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     canvas.save(tmp, format="PNG")
     os.replace(tmp, path)

@@ -68,16 +68,6 @@ def _uint8(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.array(open_image(path), dtype=np.uint8)).permute(2, 0, 1)
 
 
-def _fit(tile: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Resize a uint8 tile: nearest when enlarging (keeps pixels visible), area when shrinking."""
-    import torch.nn.functional as F
-
-    if tuple(tile.shape[-2:]) == hw:
-        return tile
-    mode = "area" if tile.shape[-1] > hw[1] else "nearest"
-    return F.interpolate(tile[None].float(), size=hw, mode=mode)[0].round().clamp(0, 255).to(torch.uint8)
-
-
 def write_comparison_grid(
     sources: Sequence[Path], columns: dict[str, Path], path: str | os.PathLike, tile: int = 128, pad: int = 2
 ) -> Path:
@@ -87,36 +77,14 @@ def write_comparison_grid(
     grey tile); tiles are shown at ``tile`` px, 64 px faces enlarged by nearest neighbour so that
     the pixel-level detail each method keeps or loses stays visible.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from egain.metrics.report import fit_tile, write_image_grid
 
     hw = (tile, tile)
-    names = ["source", *columns]
-    header = max(18, tile // 6)
-    width = len(names) * (tile + pad) + pad
-    height = header + len(sources) * (tile + pad) + pad
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    for i, src in enumerate(sources):
+    rows = []
+    for src in sources:
         cells = [src] + [Path(folder) / f"{src.stem}.png" for folder in columns.values()]
-        for j, cell in enumerate(cells):
-            x, y = pad + j * (tile + pad), header + pad + i * (tile + pad)
-            if cell.exists():
-                t = _fit(_uint8(cell), hw)
-                canvas.paste(Image.fromarray(t.permute(1, 2, 0).numpy(), "RGB"), (x, y))
-            else:
-                canvas.paste((128, 128, 128), (x, y, x + tile, y + tile))
-    draw = ImageDraw.Draw(canvas)
-    try:
-        font = ImageFont.load_default(size=max(10, header - 6))
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        font = ImageFont.load_default()
-    for j, label in enumerate(names):
-        draw.text((pad + j * (tile + pad) + 3, 2), label, fill=(0, 0, 0), font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+        rows.append([fit_tile(_uint8(c), hw) if c.exists() else None for c in cells])
+    return write_image_grid(rows, ["source", *columns], path, padding=pad)
 
 
 def _replace(src: Path, dst: Path) -> None:
