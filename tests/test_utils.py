@@ -74,6 +74,12 @@ def test_a_synthfaces_contact_sheet_is_not_a_data_image(tmp_path):
     assert len(list_images(tmp_path / "plain")) == 3  # only a synthfaces folder has a sheet to skip
     (tmp_path / "plain" / "labels.jsonl").write_text("{}\n")
     assert [p.name for p in list_images(tmp_path / "plain")] == ["id00000_v00.png", "id00001_v00.png"]
+    (tmp_path / "plain" / "timing.json").write_text("{}")  # what `egain invert` writes beside images
+    (tmp_path / "plain" / "notes.txt").write_text("a stray file")
     plan = pair_folders(tmp_path / "plain", {"copy": tmp_path / "plain"})
     assert plan.images == ["id00000_v00.png", "id00001_v00.png"]
-    assert all("contact_sheet" not in issue for issue in plan.issues)
+    # egain's own side files are no remark; a stray file is, once per folder
+    assert plan.issues == [
+        "source: ignored 1 non-image file(s): notes.txt",
+        "copy: ignored 1 non-image file(s): notes.txt",
+    ]

@@ -101,6 +101,11 @@ def _probe(path: Path) -> ImageInfo:
         return ImageInfo(path, error=f"{type(exc).__name__}: {exc}")
 
 
+#: files egain's own commands write beside images, which are no stray input worth a remark:
+#: synthfaces' labels (``egain data synthfaces``) and the timings of ``egain invert``
+OWN_SIDE_FILES = frozenset({"labels.jsonl", "timing.json"})
+
+
 def _scan(folder: Path, role: str) -> tuple[dict[str, Path], list[str]]:
     """Image files of ``folder`` by name, and the names of the other (ignored) files."""
     if not folder.exists():
@@ -113,8 +118,8 @@ def _scan(folder: Path, role: str) -> tuple[dict[str, Path], list[str]]:
             continue
         if is_data_image(p):
             images[p.name] = p
-        elif not is_image_file(p):  # a synthfaces contact sheet is left out without a word
-            ignored.append(p.name)
+        elif not is_image_file(p) and p.name not in OWN_SIDE_FILES:
+            ignored.append(p.name)  # (a synthfaces contact sheet is left out without a word)
     return images, ignored
 
 
