@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from egain.methods import create
     from egain.training.logging import progress
     from egain.utils.device import resolve_device
-    from egain.utils.images import list_images, open_image
+    from egain.utils.images import INVERT_TIMING, list_images, open_image
 
     if args.batch_size < 1:
         raise EgainError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "input_size": size,
         "device": str(device),
     }
-    _atomic_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
+    _atomic_text(out / INVERT_TIMING, json.dumps(timing, indent=2) + "\n")
     print(
         f"inverted {len(files)} image(s) with {args.method} into {out} ({timing['seconds_per_image']:.3f} s/image)"
     )

@@ -45,7 +45,13 @@ from egain.metrics.report import (
     write_summary,
 )
 from egain.metrics.stats import summarise
-from egain.utils.images import IMAGE_EXTENSIONS, is_data_image, is_image_file, resize_center_crop
+from egain.utils.images import (
+    IMAGE_EXTENSIONS,
+    OWN_SIDE_FILES,
+    is_data_image,
+    is_image_file,
+    resize_center_crop,
+)
 
 #: what ``--metrics`` accepts: every score column; "ssim" gives both the [0, 1] and the raw column
 METRIC_CHOICES: tuple[str, ...] = METRIC_COLUMNS
@@ -99,11 +105,6 @@ def _probe(path: Path) -> ImageInfo:
             return ImageInfo(path, im.size, im.mode)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return ImageInfo(path, error=f"{type(exc).__name__}: {exc}")
-
-
-#: files egain's own commands write beside images, which are no stray input worth a remark:
-#: synthfaces' labels (``egain data synthfaces``) and the timings of ``egain invert``
-OWN_SIDE_FILES = frozenset({"labels.jsonl", "timing.json"})
 
 
 def _scan(folder: Path, role: str) -> tuple[dict[str, Path], list[str]]:
@@ -599,7 +600,7 @@ def _grid(report: EvaluationReport, plan: Pairing, n: int, size: int | None, pat
                 fit_tile(_load_uint8(plan.pairs[m][name].path, size), tile_hw) if scored_pair else None
             )
         rows.append(row)
-    return write_image_grid(rows, ["source", *plan.methods], path, row_labels=names)
+    return write_image_grid(rows, ["source", *plan.methods], path)
 
 
 def format_console_summary(report: EvaluationReport) -> str:

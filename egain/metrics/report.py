@@ -257,7 +257,6 @@ def write_image_grid(
     rows: Sequence[Sequence[torch.Tensor | None]],
     labels: Sequence[str],
     path: str | os.PathLike,
-    row_labels: Sequence[str] = (),
     padding: int = 2,
 ) -> Path:
     """A grid with one row per image and one column per label (source | method1 | ...).
@@ -265,13 +264,12 @@ def write_image_grid(
     Tiles are (3, H, W) uint8 tensors of the same size, or None (drawn grey: not evaluated); the
     caller sizes them (64 px faces are best enlarged by nearest neighbour, so that the pixel-level
     detail each method keeps or loses stays visible). Column labels are drawn in a header strip
-    whose font grows with the tiles and are shortened to fit their column; row labels (file
-    names) are not drawn but kept in order. The PNG is written atomically. The one grid writer of
+    whose font grows with the tiles and are shortened to fit their column. The PNG is written
+    atomically. The one grid writer of
     ``egain evaluate``, ``egain demo`` and ``egain compare``.
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    del row_labels  # the order of ``rows`` is the order of the names; nothing is drawn for them
     tiles = [t for r in rows for t in r if t is not None]
     if not tiles:
         raise ValueError("no images for the grid")

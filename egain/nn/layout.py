@@ -5,8 +5,9 @@ tensors it reorders activations into its blocked layout and back, and for some o
 slower kernels. Measured with one thread (torch 2.13 CPU build, numbers in docs/generators.md):
 the depthwise FIR blurs of the generator are about 2.5x faster in channels_last, its 3x3 convs
 at 32-128 channels take 0.7-0.8x the time, and the IR-SE50 e4e encoder at 256 px 0.95x. So CPU
-defaults to channels_last. Other devices keep NCHW: it is the float32 default there, and nothing
-here has measured channels_last on a GPU.
+defaults to channels_last. Other devices keep NCHW: it is the float32 default there, and on an
+H100 channels_last synthesis was no faster (SWAGAN 1024 px batch 1: 82-85 against 94-98 img/s in
+NCHW; 64-256 px within noise; ``benchmarks/bench_generators.py --device cuda``).
 
 A model's memory format is one of :data:`MEMORY_FORMATS`:
 

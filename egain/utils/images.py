@@ -25,14 +25,19 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
 
-#: the overview picture that ``egain data synthfaces`` writes beside the images and labels.jsonl
+#: what ``egain data synthfaces`` writes beside the images: the labels and an overview picture
+SYNTHFACES_LABELS = "labels.jsonl"
 SYNTHFACES_SHEET = "contact_sheet.png"
+#: what ``egain invert`` (and the demo / compare workflows) write beside the reconstructions
+INVERT_TIMING = "timing.json"
+#: files egain's own commands write into image folders: not data, and no stray input worth a remark
+OWN_SIDE_FILES = frozenset({SYNTHFACES_LABELS, INVERT_TIMING})
 
 
 def is_data_image(path: Path) -> bool:
     """An image file that is data: not the contact sheet of a synthfaces folder (see list_images)."""
     return is_image_file(path) and not (
-        path.name == SYNTHFACES_SHEET and (path.parent / "labels.jsonl").is_file()
+        path.name == SYNTHFACES_SHEET and (path.parent / SYNTHFACES_LABELS).is_file()
     )
 
 

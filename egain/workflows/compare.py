@@ -8,7 +8,7 @@ Steps (each with a progress bar):
 3. score with the ``egain evaluate`` engine (OUT/<set>/report/);
 4. combine: OUT/comparison.{md,csv,json} -- per set and method: ID, SSIM in [0,1], SCC, VIF,
    MagFace, PSNR, MAE (mean ± std), time per image and parameters; OUT/stats.csv -- paired
-   Wilcoxon signed-rank tests of egain against e4e on ID, SSIM, SCC and VIF; the SCC advantage of
+   Wilcoxon signed-rank tests of egain against e4e, e4e-swagan and hfgi on ID, SSIM, SCC and VIF; the SCC advantage of
    egain over e4e on the hard set against the normal set (Mann-Whitney U on the per-image
    differences, bootstrap CI of the difference of mean advantages); OUT/plots/ -- box plots;
 5. with ``readme``: rewrite the block between ``<!-- comparison:start -->`` and
@@ -65,7 +65,6 @@ TABLE_COLUMNS = (
 )
 TESTED = ("id", "ssim", "scc", "vif")
 METRICS = ("ssim", "scc", "vif", "psnr", "mae", "mse", "id", "magface")
-#: (challenger, reference) pairs tested; the first is the paper's claim
 #: (challenger, reference) pairs tested per set; the first is the claim the README states first
 CONTRASTS = (("egain", "e4e"), ("egain", "e4e-swagan"), ("egain", "hfgi"))
 ALPHA = 0.01

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from egain.errors import InputError
+from egain.utils.images import INVERT_TIMING
 
-TIMING_FILE = "timing.json"
+TIMING_FILE = INVERT_TIMING
 
 
 @dataclass

@@ -20,7 +20,7 @@ from PIL import Image
 
 from egain.errors import InputError
 from egain.training.logging import progress
-from egain.utils.images import SYNTHFACES_SHEET
+from egain.utils.images import SYNTHFACES_LABELS, SYNTHFACES_SHEET
 
 from .params import split_of
 from .recipes import (
@@ -35,7 +35,7 @@ from .recipes import (
 )
 
 CONTACT_SHEET = SYNTHFACES_SHEET  # left out of image listings (egain.utils.images.list_images)
-LABELS = "labels.jsonl"
+LABELS = SYNTHFACES_LABELS
 
 
 def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
