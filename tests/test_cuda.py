@@ -48,7 +48,7 @@ from egain.metrics import (
     vif,
 )
 from egain.ops.modconv import MODES
-from egain.training.checkpoint import load_checkpoint
+from egain.runtime.checkpoint import load_checkpoint
 
 ACCEL = torch.device(os.environ.get("EGAIN_TEST_ACCEL", "cuda"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from egain.training.signals import StopFlag
+from egain.runtime.signals import StopFlag
 
 
 def test_sigterm_sets_flag_and_restores_handler():

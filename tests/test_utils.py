@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from egain.errors import CheckpointError, EgainError, InputError
-from egain.training.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
 from egain.utils.images import list_images, load_image, make_grid, save_image
 
 

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from egain.training.runinfo import RunClock, write_run_info
+from egain.runtime.runinfo import RunClock, write_run_info
 from egain.zoo.manage import add_to_zoo, verify
 
 
@@ -37,7 +37,7 @@ def test_clock_accumulates_across_resume():
 
 def test_run_info_names_the_command_that_finished_the_run(tmp_path, monkeypatch):
     """A run resumed with a longer --iters is reproduced by its last command; all stay listed."""
-    from egain.training import runinfo
+    from egain.runtime import runinfo
 
     monkeypatch.setattr(runinfo, "_COMMAND", None)  # restored after the test
     runinfo.set_command(["egain", "train", "--iters", "3000"])
@@ -62,7 +62,7 @@ def test_bundled_method_references_zoo_generator(tmp_path, monkeypatch):
     from egain import zoo
     from egain.errors import CheckpointError
     from egain.generators import save_generator
-    from egain.training.checkpoint import load_checkpoint
+    from egain.runtime.checkpoint import load_checkpoint
 
     g = tiny_generator("swagan", 16)
     zdir = tmp_path / "zoo"

@@ -262,7 +262,7 @@ def _fid(args: argparse.Namespace) -> int:
     from egain.faces import load_embedder
     from egain.generators import load_generator
     from egain.metrics.fid import extract_features, fid_from_features
-    from egain.training.logging import progress
+    from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
 
     if args.n < 2:

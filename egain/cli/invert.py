@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from egain.methods import create
-    from egain.training.logging import progress
+    from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
     from egain.utils.images import INVERT_TIMING, list_images, open_image
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(out: Path, files: list[Path], inv, save_latents: bool, save_deltas: bool) -> None:
-    from egain.training.checkpoint import atomic_torch_save
+    from egain.runtime.checkpoint import atomic_torch_save
     from egain.utils.images import save_image
 
     for i, f in enumerate(files):

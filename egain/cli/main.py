@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     from egain.errors import EgainError
-    from egain.training.runinfo import set_command
+    from egain.runtime.runinfo import set_command
 
     set_command(["egain", *argv])
 

@@ -68,7 +68,7 @@ class ImageFolderDataset(Dataset):
         if self._cache is None:
             items = range(len(self))
             if progress_bar:
-                from egain.training.logging import progress
+                from egain.runtime.logging import progress
 
                 items = progress(items, total=len(self), desc="loading images", unit="img")
             cache = torch.empty(len(self), 3, self.size, self.size, dtype=torch.uint8)

@@ -151,7 +151,7 @@ def load_face_folder(
     images = torch.empty(len(records), 3, size, size, dtype=torch.uint8)
     items = range(len(records))
     if progress_bar:
-        from egain.training.logging import progress
+        from egain.runtime.logging import progress
 
         items = progress(items, total=len(records), desc="loading faces", unit="img")
     for i in items:
@@ -190,7 +190,7 @@ def render_synthfaces(spec: str, size: int, progress_bar: bool = False) -> FaceS
     split: dict[str, str] = {}
     items = range(n)
     if progress_bar:
-        from egain.training.logging import progress
+        from egain.runtime.logging import progress
 
         items = progress(items, total=n, desc="rendering synthfaces", unit="img")
     for i in items:

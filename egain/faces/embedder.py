@@ -29,7 +29,7 @@ from torch import nn
 from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.faces.nets import FaceNetConfig, IResNet, IRSEFaceNet, arcface_irse50, iresnet
 from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
-from egain.training.checkpoint import load_checkpoint
+from egain.runtime.checkpoint import load_checkpoint
 
 EMBEDDER_FORMAT = "face-embedder"
 

@@ -27,7 +27,7 @@ from egain.generators.convert import (
 )
 from egain.generators.discriminator import Discriminator
 from egain.generators.stylegan import Generator
-from egain.training.checkpoint import FORMAT_KEY, atomic_torch_save, load_checkpoint
+from egain.runtime.checkpoint import FORMAT_KEY, atomic_torch_save, load_checkpoint
 from egain.utils.device import resolve_device
 
 logger = logging.getLogger("egain.generators")

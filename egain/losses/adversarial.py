@@ -68,7 +68,7 @@ def path_length_penalty(
     """Path-length penalty ``(||J^T y|| - a)^2`` with ``a`` an exponential moving average.
 
     Returns ``(penalty, new_mean_path_length, lengths)``, ``new_mean`` detached. ``reduce`` (e.g.
-    ``egain.training.distributed.all_reduce_mean``) averages the batch mean over ranks before it
+    ``egain.runtime.distributed.all_reduce_mean``) averages the batch mean over ranks before it
     enters the moving average, so every process keeps the same ``a``.
     """
     lengths = path_lengths(images, latents)

@@ -41,7 +41,7 @@ from egain.methods.components import (
     compose_fusion,
 )
 from egain.nn.layout import convert_weights, is_channels_last, plain, wants_channels_last
-from egain.training.checkpoint import atomic_torch_save
+from egain.runtime.checkpoint import atomic_torch_save
 
 CHECKPOINT_FORMAT = "egain-inversion"
 RUNTIME_OPTIONS = ("passes", "noise_mode")

@@ -20,7 +20,7 @@ from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.methods import generator_io
 from egain.methods.composition import CHECKPOINT_FORMAT, RUNTIME_OPTIONS, EGAINMethod
 from egain.nn.layout import check_memory_format
-from egain.training.checkpoint import load_checkpoint
+from egain.runtime.checkpoint import load_checkpoint
 from egain.utils.device import resolve_device
 
 

@@ -405,7 +405,7 @@ def evaluate_folders(
     torchvision weight file (or a ready LPIPS module). Metrics that cannot be computed are listed
     in ``report.unavailable`` with the reason, their columns stay empty.
     """
-    from egain.training.logging import progress as progress_bar
+    from egain.runtime.logging import progress as progress_bar
     from egain.utils.device import resolve_device
 
     methods = dict(methods)

@@ -1,1 +1,1 @@
-"""Trainers (GAN, face embedding, inversion) and what they share: checkpoints, DDP, logging."""
+"""The trainers' loops (GAN, face embedding, inversion). Run infrastructure lives in `egain.runtime`."""

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from egain.errors import EgainError
-from egain.training.distributed import all_reduce_mean
+from egain.runtime.distributed import all_reduce_mean
 
 AUGMENT_KINDS = ("none", "diffaug", "ada")
 

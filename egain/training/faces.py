@@ -33,11 +33,11 @@ from egain.faces.losses import make_loss
 from egain.faces.nets import FaceNetConfig, IRSEFaceNet
 from egain.faces.preprocess import FacePreprocess
 from egain.faces.verification import plot_verification, verify
-from egain.training.checkpoint import atomic_torch_save, load_checkpoint
-from egain.training.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
-from egain.training.logging import JsonlLogger, progress
-from egain.training.runinfo import RunClock, write_run_info
-from egain.training.signals import StopFlag
+from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from egain.runtime.logging import JsonlLogger, progress
+from egain.runtime.runinfo import RunClock, write_run_info
+from egain.runtime.signals import StopFlag
 from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "face-train-checkpoint"

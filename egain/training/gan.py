@@ -51,11 +51,11 @@ from egain.losses.adversarial import (
     r1_penalty,
 )
 from egain.training.augment import AUGMENT_KINDS, build_augment
-from egain.training.checkpoint import atomic_torch_save, load_checkpoint
-from egain.training.distributed import DistInfo, all_reduce_mean, barrier, broadcast_module, cleanup
-from egain.training.logging import JsonlLogger, progress
-from egain.training.runinfo import RunClock, write_run_info
-from egain.training.signals import StopFlag
+from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, broadcast_module, cleanup
+from egain.runtime.logging import JsonlLogger, progress
+from egain.runtime.runinfo import RunClock, write_run_info
+from egain.runtime.signals import StopFlag
 from egain.utils.images import save_grid
 
 GAN_TRAIN_FORMAT = "gan-train"
@@ -456,7 +456,7 @@ def train_gan(cfg: GanTrainConfig, dist_info: DistInfo | None = None) -> dict[st
 
     Must be called on every rank when distributed (``dist_info`` from ``init_distributed``).
     """
-    from egain.training.distributed import init_distributed
+    from egain.runtime.distributed import init_distributed
 
     validate_config(cfg)
     own_dist = dist_info is None

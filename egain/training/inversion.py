@@ -37,9 +37,9 @@ from egain.errors import CheckpointError, EgainError, InputError
 from egain.losses.adversarial import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 from egain.losses.latent import avg_reg, delta_reg, w_reg_discriminator_loss, w_reg_generator_loss, w_reg_r1
 from egain.losses.reconstruction import FeatureDistance, IdentityLoss, l2_loss
-from egain.training.checkpoint import atomic_torch_save, load_checkpoint
-from egain.training.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
-from egain.training.logging import JsonlLogger, progress
+from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from egain.runtime.logging import JsonlLogger, progress
 from egain.utils.device import seed_everything
 from egain.utils.images import save_grid
 
@@ -335,8 +335,8 @@ def train_inversion(cfg: InversionTrainConfig) -> dict[str, Any]:
 
 
 def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
-    from egain.training.runinfo import RunClock, write_run_info
-    from egain.training.signals import StopFlag
+    from egain.runtime.runinfo import RunClock, write_run_info
+    from egain.runtime.signals import StopFlag
 
     device = dist.device
     seed_everything(cfg.seed + dist.rank)

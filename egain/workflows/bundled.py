@@ -104,7 +104,7 @@ def load_bundled(label: str, device: torch.device | str = "cpu") -> nn.Module:
     path of the machine it was trained on, the bundled generator it was trained with is used.
     """
     from egain import methods, zoo
-    from egain.training.checkpoint import load_checkpoint
+    from egain.runtime.checkpoint import load_checkpoint
 
     spec = BUNDLED_METHODS[label]
     path = zoo.bundled_path(spec.weights)

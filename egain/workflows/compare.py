@@ -442,7 +442,7 @@ def run_compare(
     """Run the whole comparison into ``out`` (see the module docstring); returns the combined table."""
     from egain.metrics.evaluate import evaluate_folders
     from egain.metrics.stats import HIGHER_IS_BETTER
-    from egain.training.runinfo import git_commit, hardware_description
+    from egain.runtime.runinfo import git_commit, hardware_description
     from egain.utils.device import resolve_device
     from egain.utils.images import list_images
 

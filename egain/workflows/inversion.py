@@ -72,7 +72,7 @@ def invert_files(
     warm-up batch, so that one-off start-up costs (allocator, lazy kernels) do not blur the
     comparison between methods.
     """
-    from egain.training.logging import progress as progress_bar
+    from egain.runtime.logging import progress as progress_bar
     from egain.utils.images import open_image, save_image
 
     if batch_size < 1:

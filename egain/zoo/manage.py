@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from egain.errors import CheckpointError
-from egain.training.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
+from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
 from egain.zoo import WEIGHTS_DIR, available, manifest
 
 MANIFEST_FIELDS = (

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from egain.errors import InputError
-from egain.training.logging import progress
+from egain.runtime.logging import progress
 from egain.utils.images import SYNTHFACES_LABELS, SYNTHFACES_SHEET
 
 from .params import split_of
