@@ -12,7 +12,8 @@ from inversion_helpers import TINY_BASIC, image_folder, save_tiny_generator
 import egain.methods as methods
 from egain.cli.main import main
 from egain.encoders.ada import random_perspective
-from egain.training.inversion import InversionTrainConfig, progressive_stage, train_inversion
+from egain.methods.composition import progressive_stage
+from egain.training.inversion import InversionTrainConfig, train_inversion
 from egain.utils.images import load_image
 
 FAST = ["--lambda-lpips", "0", "--lambda-id", "0", "--log-every", "5", "--batch", "4"]
@@ -66,7 +67,7 @@ def test_delta_branch_beats_the_basic_encoder_on_the_training_batch(world, tmp_p
         generator=str(world["gen"]),
         data=str(world["data"]),
         out=str(tmp_path / "egain"),
-        basic_encoder=str(world["e4e"] / "model.pt"),
+        options={"basic_encoder": str(world["e4e"] / "model.pt")},
         iters=30,
         batch=4,
         lr=1e-3,
@@ -93,7 +94,7 @@ def test_hfgi_ada_stays_the_identity_on_unwarped_deltas_after_training(world, tm
         generator=str(world["gen"]),
         data=str(world["data"]),
         out=str(tmp_path / "hfgi"),
-        basic_encoder=str(world["e4e"] / "model.pt"),
+        options={"basic_encoder": str(world["e4e"] / "model.pt")},
         iters=30,
         batch=4,
         lr=1e-3,
@@ -265,10 +266,9 @@ def test_training_with_id_and_feature_distance_terms(world, tmp_path):
         generator=str(world["gen"]),
         data=str(world["data"]),
         out=str(tmp_path / "id"),
-        basic_encoder=str(world["e4e"] / "model.pt"),
+        options={"basic_encoder": str(world["e4e"] / "model.pt"), "id_net": _tiny_embedder()},
         iters=4,
         batch=4,
-        id_net=_tiny_embedder(),
         log_every=2,
         val_every=4,
         ckpt_every=4,
@@ -297,7 +297,9 @@ def test_hfgi_adversarial_term_trains_the_image_discriminator(world, tmp_path):
     ]
     assert main(args) == 0
     state = torch.load(tmp_path / "adv" / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert state["img_disc"] is not None
+    assert state["aux"]["img_disc"] is not None
     before = d.state_dict()
-    assert any(not torch.equal(v, before[k]) for k, v in state["img_disc"].items() if v.is_floating_point())
+    assert any(
+        not torch.equal(v, before[k]) for k, v in state["aux"]["img_disc"].items() if v.is_floating_point()
+    )
     assert any("adv" in r for r in _log(tmp_path / "adv"))

@@ -17,7 +17,7 @@ from inversion_helpers import smooth_images, tiny_generator
 import egain.methods as methods
 from egain.errors import CheckpointError
 from egain.generators import generator_to_rosinality
-from egain.training.inversion import basic_encoder_from_checkpoint
+from egain.methods.composition import basic_encoder_from_checkpoint
 
 
 def bn(prefix, c):

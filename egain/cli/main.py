@@ -21,7 +21,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
-    "edit": ("egain.cli.edit", "edit inverted faces along latent directions"),
     "evaluate": ("egain.cli.evaluate", "score reconstructions against sources (SSIM, SCC, VIF, ID, ...)"),
     "faces": ("egain.cli.faces", "train and evaluate face-embedding networks (ArcFace / MagFace losses)"),
     "gan": ("egain.cli.gan", "train and sample StyleGAN2 / SWAGAN generators"),

@@ -1,4 +1,8 @@
-"""``egain train``: train an inversion method (e4e, hfgi, egain, egain-external) on a frozen generator.
+"""``egain train``: train an inversion method on a frozen generator.
+
+The loss weights (``--lambda-NAME``) and training options of every registered method are declared
+by the method (``InversionMethod.loss_weights`` / ``training_options``) and become flags here
+generically; a flag the chosen method does not declare is refused with one line.
 
 Examples::
 
@@ -12,90 +16,127 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from typing import Any
 
 from egain.errors import EgainError
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows each flag's default, except the method-declared ones (their help lists them per method)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _fmt(value: Any) -> str:
+    return "off" if value is None else ("on" if value is True else str(value))
+
+
+def _declared(methods: dict[str, type]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Union of the methods' loss terms and options: name -> {method: default}, plus the declaration."""
+    lambdas: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = {}
+    for name, cls in methods.items():
+        for term, weight in cls.loss_weights.items():
+            lambdas.setdefault(term, {"defaults": {}, "help": cls.loss_help.get(term, term)})
+            lambdas[term]["defaults"][name] = weight
+        for opt in cls.training_options:
+            entry = options.setdefault(opt.name, {"decl": opt, "defaults": {}})
+            if entry["decl"].type is not opt.type:
+                raise EgainError(
+                    f"training option {opt.name!r} is declared as {opt.type.__name__} by {name} "
+                    f"and as {entry['decl'].type.__name__} by another method"
+                )
+            entry["defaults"][name] = opt.default
+    return lambdas, options
+
+
+def _default_text(defaults: dict[str, Any]) -> str:
+    values = {_fmt(v) for v in defaults.values()}
+    if len(values) == 1:
+        return f"default {values.pop()}; methods: {', '.join(defaults)}"
+    return "default " + ", ".join(f"{m} {_fmt(v)}" for m, v in defaults.items())
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from egain.methods import METHODS, available
+
+    names = available()
+    trainable = {n: METHODS[n] for n in names if METHODS[n].trains()}
     p = sub.add_parser(
         "train",
         help="train an inversion method",
-        description="Train an inversion method with the EGAIN loss (seeds/000 Eq. 1) on a frozen generator. "
-        "Writes RUN_DIR/model.pt (for 'egain invert'), checkpoint.pt (resumable), log.jsonl, samples/*.png, run.json.",
+        formatter_class=_DefaultsFormatter,
+        description="Train an inversion method on a frozen generator. Writes RUN_DIR/model.pt (for "
+        "'egain invert'), checkpoint.pt (resumable exactly), log.jsonl, samples/*.png, run.json. "
+        "Loss weights and options are declared by each method; their defaults are the method's published values.",
     )
-    from egain.methods import available
-
-    p.add_argument("--method", required=True, choices=available())
-    p.add_argument("--generator", required=True, help="generator checkpoint (ours or rosinality .pt)")
+    p.add_argument("--method", required=True, choices=names)
+    p.add_argument(
+        "--generator", required=True, help="generator checkpoint (ours, rosinality .pt, or zoo:NAME)"
+    )
     p.add_argument("--data", required=True, help="image folder, or synthfaces:SPEC")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--basic-encoder", help="e4e checkpoint for E_b and w-bar (ours, or a published e4e .pt)")
-    p.add_argument("--train-basic-encoder", action="store_true", help="train E_b too (frozen by default)")
-    p.add_argument("--iters", type=int, default=10000)
+    p.add_argument("--iters", type=int, default=10000, help="training steps")
     p.add_argument("--batch", type=int, default=8, help="images per step (per process under torchrun)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    for term, what in (
-        ("l2", "pixel MSE"),
-        ("lpips", "LPIPS (the face-feature distance without --lpips)"),
-        ("id", "identity loss"),
-        ("avg-reg", "pull w_b toward w-bar"),
-        ("d-reg", "e4e delta regulariser"),
-        ("w-reg", "e4e latent-discriminator loss"),
-        ("adv", "HFGI adversarial loss"),
-        ("align", "HFGI ADA alignment L1"),
-    ):
-        p.add_argument(
-            f"--lambda-{term}",
-            type=float,
-            default=None,
-            help=f"weight of the {what} (default: the method's published value)",
-        )
-    p.add_argument("--passes", type=int, default=1, help="EGAIN iterative scheme: number of delta passes")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of the trained modules")
     p.add_argument(
         "--resume",
         default="auto",
         help="'auto' (continue RUN_DIR/checkpoint.pt if present), a path, or 'none'",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--id-net", default="synthfaces-arcface", help="face embedder for the ID loss (egain.faces spec)"
-    )
-    p.add_argument("--perceptual-net", help="face embedder for the LPIPS fallback (default: --id-net)")
-    p.add_argument(
-        "--lpips",
-        choices=["alex", "vgg"],
-        help="use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-    )
-    p.add_argument(
-        "--lpips-backbone", help="torchvision backbone weights for --lpips (alexnet-owt-*.pth / vgg16-*.pth)"
-    )
-    p.add_argument("--lpips-linear", help="LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)")
-    p.add_argument("--discriminator", help="image discriminator for --lambda-adv (default: from --generator)")
-    p.add_argument(
-        "--progressive-start",
-        type=int,
-        default=20000,
-        help="e4e: step at which W+ offsets start (-1: all at once)",
-    )
-    p.add_argument(
-        "--progressive-every", type=int, default=2000, help="e4e: steps between enabling two offsets"
-    )
-    p.add_argument("--distortion-scale", type=float, default=0.15, help="HFGI ADA: perspective warp strength")
-    p.add_argument("--aug-rate", type=float, default=0.9, help="HFGI ADA: probability of warping")
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation")
+    p.add_argument("--log-every", type=int, default=25, help="steps between log.jsonl records")
+    p.add_argument("--val-every", type=int, default=500, help="steps between validations (samples/*.png)")
+    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument(
-        "--config", help='JSON of component overrides, e.g. \'{"delta_encoder": {"type": "consultation"}}\''
+        "--no-hflip", action="store_true", help="no random horizontal flips of the training images"
     )
+    p.add_argument(
+        "--config", help='JSON of method configuration, e.g. \'{"delta_encoder": {"type": "consultation"}}\''
+    )
+    lambdas, options = _declared(trainable)
+    group = p.add_argument_group("loss weights (declared by the methods)")
+    for term, entry in lambdas.items():
+        group.add_argument(
+            "--lambda-" + term.replace("_", "-"),
+            dest=f"lambda__{term}",
+            metavar="W",
+            type=float,
+            default=None,
+            help=f"weight of the {entry['help']} ({_default_text(entry['defaults'])})",
+        )
+    group = p.add_argument_group("method training options (declared by the methods)")
+    for name, entry in options.items():
+        opt = entry["decl"]
+        kwargs: dict[str, Any] = {"dest": f"option__{name}", "default": None}
+        if opt.type is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = opt.type
+            kwargs["metavar"] = name.upper()
+            if opt.choices:
+                kwargs["choices"] = opt.choices
+        group.add_argument(opt.flag, help=f"{opt.help} ({_default_text(entry['defaults'])})", **kwargs)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from egain.training.inversion import InversionTrainConfig, train_inversion
+    from egain.methods import method_class
+    from egain.training.inversion import InversionTrainConfig, TrainingInterrupted, train_inversion
 
+    cls = method_class(args.method)
+    if not cls.trains():
+        raise EgainError(
+            f"{args.method} needs no training: it inverts each image by optimisation "
+            f"(use 'egain invert --method {args.method}')"
+        )
     overrides = {}
     if args.config:
         try:
@@ -103,52 +144,59 @@ def run(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise EgainError(f"--config must be a JSON object ({exc})") from None
         if not isinstance(overrides, dict):
-            raise EgainError("--config must be a JSON object of component settings")
-    lambdas = {
-        "l2": args.lambda_l2,
-        "lpips": args.lambda_lpips,
-        "id": args.lambda_id,
-        "avg_reg": args.lambda_avg_reg,
-        "d_reg": args.lambda_d_reg,
-        "w_reg": args.lambda_w_reg,
-        "adv": args.lambda_adv,
-        "align": args.lambda_align,
-    }
+            raise EgainError("--config must be a JSON object of method settings")
     if args.iters < 1 or args.batch < 1:
         raise EgainError(f"--iters and --batch must be >= 1 (got {args.iters}, {args.batch})")
+    lambdas: dict[str, float] = {}
+    options: dict[str, Any] = {}
+    declared_terms = set(cls.loss_weights)
+    declared_opts = {o.name: o for o in cls.training_options}
+    for key, value in vars(args).items():
+        if value is None or value is False:
+            continue
+        if key.startswith("lambda__"):
+            term = key.removeprefix("lambda__")
+            if term not in declared_terms:
+                raise EgainError(
+                    f"--lambda-{term.replace('_', '-')} is not a loss term of {args.method} "
+                    f"(its terms: {', '.join(sorted(declared_terms)) or 'none'})"
+                )
+            lambdas[term] = value
+        elif key.startswith("option__"):
+            name = key.removeprefix("option__")
+            if name not in declared_opts:
+                raise EgainError(f"{declared_flag(name)} is not an option of {args.method}")
+            options[name] = value
     cfg = InversionTrainConfig(
         method=args.method,
         generator=args.generator,
         data=args.data,
         out=args.out,
-        basic_encoder=args.basic_encoder,
-        train_basic_encoder=args.train_basic_encoder,
         iters=args.iters,
         batch=args.batch,
         lr=args.lr,
-        lambdas={k: v for k, v in lambdas.items() if v is not None},
-        passes=args.passes,
+        lambdas=lambdas,
+        options=options,
         resume=None if args.resume in ("none", "") else args.resume,
         device=args.device,
         seed=args.seed,
-        id_net=args.id_net,
-        perceptual_net=args.perceptual_net,
-        lpips=args.lpips,
-        lpips_backbone=args.lpips_backbone,
-        lpips_linear=args.lpips_linear,
-        discriminator=args.discriminator,
-        progressive_start=None if args.progressive_start < 0 else args.progressive_start,
-        progressive_every=args.progressive_every,
-        distortion_scale=args.distortion_scale,
-        aug_rate=args.aug_rate,
         log_every=args.log_every,
         val_every=args.val_every,
         ckpt_every=args.ckpt_every,
         workers=args.workers,
+        hflip=not args.no_hflip,
         method_config=overrides,
     )
-    record = train_inversion(cfg)
+    try:
+        record = train_inversion(cfg)
+    except TrainingInterrupted as exc:
+        print(f"egain train: {exc}", file=sys.stderr)
+        return 130
     if record and os.environ.get("RANK", "0") == "0":
         shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()}
         print(json.dumps(shown))
     return 0
+
+
+def declared_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

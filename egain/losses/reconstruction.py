@@ -9,9 +9,14 @@ does), the squared difference is averaged over positions and summed over layers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from egain.errors import EgainError
 
 
 def l2_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -51,3 +56,64 @@ class IdentityLoss(nn.Module):
         with torch.no_grad():
             ex = self.embedder.embed(x)
         return (1 - F.cosine_similarity(ey, ex, dim=1)).mean()
+
+
+class ReconstructionLosses(nn.Module):
+    """The perceptual and identity terms a method trains with (either may be None when unused)."""
+
+    def __init__(self, perceptual: nn.Module | None = None, identity: nn.Module | None = None):
+        super().__init__()
+        self.perceptual = perceptual
+        self.identity = identity
+
+
+class _MeanLoss(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(y, x).mean()
+
+
+def build_reconstruction_losses(
+    lambdas: Mapping[str, float], options: Mapping[str, Any], device: torch.device
+) -> ReconstructionLosses:
+    """ID and perceptual losses from the ``id_net`` / ``perceptual_net`` / ``lpips*`` options.
+
+    Without ``lpips`` the perceptual term is the face-feature distance of ``perceptual_net``
+    (default: the ID network), since no LPIPS backbone can be downloaded here; with ``lpips``
+    ("alex"/"vgg") it is real LPIPS from the given published weights.
+    """
+    losses = ReconstructionLosses()
+    embedder = None
+
+    def get_embedder(spec: Any, term: str) -> nn.Module:
+        from egain.faces import load_embedder
+
+        if spec is None:
+            raise EgainError(
+                f"--lambda-{term} > 0 needs a face embedder (--id-net SPEC) or pass --lambda-{term} 0"
+            )
+        try:
+            return load_embedder(spec, device=device)
+        except EgainError as exc:
+            raise type(exc)(f"{exc} (or pass --lambda-{term} 0 to train without this term)") from None
+
+    id_net = options.get("id_net")
+    if lambdas.get("id", 0) > 0:
+        embedder = get_embedder(id_net, "id")
+        losses.identity = IdentityLoss(embedder)
+    if lambdas.get("lpips", 0) > 0:
+        if options.get("lpips"):
+            from egain.metrics.lpips import load_lpips
+
+            net = load_lpips(
+                options["lpips"], options.get("lpips_backbone"), options.get("lpips_linear"), device=device
+            )
+            losses.perceptual = _MeanLoss(net)
+        else:
+            spec = options.get("perceptual_net") or id_net
+            same = embedder is not None and spec == id_net
+            losses.perceptual = FeatureDistance(embedder if same else get_embedder(spec, "lpips"))
+    return losses

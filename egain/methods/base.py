@@ -6,20 +6,24 @@ Images in, images out: (N, 3, H, W) float in [-1, 1], or file paths / PIL images
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from egain.errors import InputError
+from egain.errors import CheckpointError, InputError
+from egain.runtime.checkpoint import atomic_torch_save
 from egain.utils.images import load_image, pil_to_tensor, resize_center_crop
+
+CHECKPOINT_FORMAT = "egain-inversion"
 
 ImageInput = torch.Tensor | Image.Image | str | os.PathLike | Sequence["ImageInput"]
 
@@ -127,20 +131,84 @@ def _one_image(item: Any, size: int) -> torch.Tensor:
     raise InputError(f"cannot use {type(item).__name__} as an image; pass tensors, PIL images or paths")
 
 
+@dataclass(frozen=True)
+class TrainOption:
+    """A training option a method declares; ``egain train`` turns it into ``--NAME`` generically.
+
+    ``type`` is ``float``, ``int``, ``str`` or ``bool`` (a switch). ``target="config"`` sends the
+    value to the method's configuration (e.g. ``passes``) instead of its training options.
+    """
+
+    name: str
+    default: Any
+    help: str
+    type: type = float
+    choices: tuple[Any, ...] | None = None
+    target: str = "option"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass
+class TrainingContext:
+    """What the trainer hands a method before the first step (:meth:`InversionMethod.setup_training`).
+
+    ``options``: the method's declared training options, resolved (declared default, overridden by
+    the user). ``lambdas``: its loss weights, resolved the same way. ``generator``: the generator
+    file the run was started with (HFGI's image discriminator is read from it).
+    """
+
+    device: torch.device
+    options: dict[str, Any]
+    lambdas: dict[str, float]
+    generator: str | None = None
+    world_size: int = 1
+
+
 class InversionMethod(nn.Module):
-    """Base class of every method in the registry (encoder or optimisation based)."""
+    """Base class of every method in the registry (encoder or optimisation based).
+
+    A method is one class, registered by name with :func:`egain.methods.register_method`; its
+    constructor accepts ``generator=`` plus its configuration keywords. Everything about the method
+    lives on the class: its defaults, loss weights, training options, where its published weights
+    are and which bundled weights :func:`egain.methods.create` uses when no path is given.
+
+    Training: the trainer (``egain train``) owns the loop, DDP, checkpoints, logging and resume; the
+    method owns what one step computes (:meth:`training_step`) and which modules it trains
+    (:meth:`trainable_modules`). Methods that invert by optimisation define no ``training_step``
+    and ``egain train`` says so.
+    """
 
     name: str = "?"
+    summary: str = ""
+    #: the generator family the method was designed for (informational; any generator works)
+    generator_family: str = "any"
     input_size: int
+    #: default loss weights ("l2" -> 1.0); each becomes ``egain train --lambda-NAME``
+    loss_weights: ClassVar[dict[str, float]] = {}
+    #: one line per loss term for ``--help``
+    loss_help: ClassVar[dict[str, str]] = {}
+    #: further training options, each a flag of ``egain train``
+    training_options: ClassVar[tuple[TrainOption, ...]] = ()
+    #: config keys that may be changed when loading trained weights (e.g. ``passes``)
+    runtime_options: ClassVar[tuple[str, ...]] = ()
+    #: zoo names behind ``create(name)`` with no paths: the trained weights and their generator
+    bundled_weights: ClassVar[str | None] = None
+    bundled_generator: ClassVar[str | None] = None
+    #: where the authors publish weights this method imports (None: no published import)
+    published_at: ClassVar[str | None] = None
+
+    config: dict[str, Any]
+
+    # -- the interface every method answers ------------------------------------------------------
 
     def invert(self, images: ImageInput) -> Inversion:  # pragma: no cover - interface
         raise NotImplementedError
 
     def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} does not implement edit()")  # pragma: no cover
-
-    def save(self, path: str | os.PathLike) -> Path:  # pragma: no cover - interface
-        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:
@@ -158,3 +226,103 @@ class InversionMethod(nn.Module):
                 continue
             total += p.numel()
         return total
+
+    # -- checkpoints (one format for every method) ---------------------------------------------
+
+    def state_without_generator(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("generator.")}
+
+    def checkpoint_dict(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Our checkpoint: method name, config, generator record and weights (generator left out)."""
+        from egain.methods import generator_io
+
+        return {
+            "egain_format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "method": self.name,
+            "config": copy.deepcopy(self.config),
+            "generator": generator_io.generator_record(self.generator),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_without_generator().items()},
+            **(dict(extra) if extra else {}),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an atomic checkpoint that ``egain.methods.create(name, checkpoint=path)`` loads."""
+        return atomic_torch_save(self.checkpoint_dict(), path)
+
+    @classmethod
+    def from_config(
+        cls, generator: nn.Module, config: Mapping[str, Any], latent_avg: torch.Tensor | None = None
+    ) -> InversionMethod:
+        """Rebuild the method a checkpoint describes (its stored, complete ``config``)."""
+        return cls(generator=generator, latent_avg=latent_avg, **dict(config))
+
+    @classmethod
+    def from_published(
+        cls, ckpt: Mapping[str, Any], *, generator: Any, device: torch.device, where: str, **config: Any
+    ) -> InversionMethod:
+        """Build the method from the authors' checkpoint dict; methods with an import override it."""
+        raise CheckpointError(
+            f"{where} is a published checkpoint, but '{cls.name}' imports no published weights; "
+            f"train it with 'egain train --method {cls.name}' or load it with the method it was published for"
+        )
+
+    # -- training hooks (the trainer calls these; it knows nothing else of the method) ----------
+
+    @classmethod
+    def trains(cls) -> bool:
+        """Whether ``egain train`` can train this method (it defines :meth:`training_step`)."""
+        return cls.training_step is not InversionMethod.training_step
+
+    @classmethod
+    def build_for_training(
+        cls, generator: nn.Module, options: Mapping[str, Any], device: torch.device, **config: Any
+    ) -> InversionMethod:
+        """The fresh model a training run starts from (override to initialise from other weights)."""
+        return cls(generator=generator, **config).to(device)
+
+    def setup_training(self, ctx: TrainingContext) -> None:
+        """Build losses and auxiliary networks before the first step."""
+        self.training_ctx = ctx
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The sub-modules whose parameters the trainer's optimiser updates (in this order)."""
+        raise NotImplementedError(f"{self.name} has no trainable modules")
+
+    def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, logged terms) of one step on a batch in [-1, 1]; differentiable w.r.t. trainable modules."""
+        raise NotImplementedError(f"{self.name} needs no training: it inverts each image by optimisation")
+
+    def after_training_step(self, batch: torch.Tensor, step: int) -> None:
+        """Updates outside the main loss after the optimiser step (e.g. discriminators)."""
+
+    def training_info(self) -> dict[str, Any]:
+        """Numbers to log beside the loss terms (e.g. e4e's progressive stage)."""
+        return {}
+
+    def set_training_mode(self) -> None:
+        """Put sub-modules in the mode training needs (frozen parts stay in eval mode)."""
+        self.train()
+        if getattr(self, "generator", None) is not None:
+            self.generator.eval()
+
+    def training_state(self) -> dict[str, Any]:
+        """Auxiliary training state to checkpoint (discriminators and their optimisers)."""
+        return {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`training_state`."""
+
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """Whether some trainable parameters may receive no gradient in a step (DDP must know)."""
+        return False
+
+    @torch.no_grad()
+    def validate(self, images: torch.Tensor) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """Scores on held-out images and the rows of the validation grid (sources first)."""
+        was = self.training
+        inv = self.invert(images)
+        self.train(was)
+        rec = inv.reconstruction
+        return {"val_l2": float(F.mse_loss(rec, images))}, [images, rec]

@@ -11,28 +11,39 @@ Flow of one inversion (single pass; the iterative scheme repeats steps 4-6 with 
 
 Every component is built from a small config dict (``{"type": ..., **options}``) through
 :data:`COMPONENTS`, so a different delta encoder or fusion is a config change, not a new class.
-Methods in the registry are just default configs of this one class.
+The EGAIN-family methods (``e4e``, ``hfgi``, ``egain``, ``egain-external``; one module each) are
+subclasses of :class:`EGAINMethod` that set its ``defaults``, loss weights and bundled weights. The
+family's training step (seeds/000 Eq. 1, plus e4e's and HFGI's terms) lives here too.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egain.encoders.ada import ResidualAligner
+from egain.encoders.ada import ResidualAligner, random_perspective
 from egain.encoders.delta import ConsultationEncoder, DeltaCNN, LatentDeltaEncoder
-from egain.encoders.e4e import E4EEncoder
-from egain.errors import EgainError
+from egain.encoders.e4e import E4EEncoder, LatentCodesDiscriminator
+from egain.errors import CheckpointError, EgainError
+from egain.losses.adversarial import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from egain.losses.latent import avg_reg, delta_reg, w_reg_discriminator_loss, w_reg_generator_loss, w_reg_r1
+from egain.losses.reconstruction import build_reconstruction_losses, l2_loss
 from egain.methods import generator_io
-from egain.methods.base import ImageInput, Inversion, InversionMethod, prepare_images
+from egain.methods.base import (
+    CHECKPOINT_FORMAT,
+    ImageInput,
+    Inversion,
+    InversionMethod,
+    TrainingContext,
+    TrainOption,
+    prepare_images,
+)
 from egain.methods.components import (
     DeltaCalculator,
     ExternalFusion,
@@ -41,10 +52,41 @@ from egain.methods.components import (
     compose_fusion,
 )
 from egain.nn.layout import convert_weights, is_channels_last, plain, wants_channels_last
-from egain.runtime.checkpoint import atomic_torch_save
 
-CHECKPOINT_FORMAT = "egain-inversion"
 RUNTIME_OPTIONS = ("passes", "noise_mode")
+#: the training checkpoint's format (its ``model`` entry is an inversion checkpoint)
+TRAIN_FORMAT = "egain-inversion-train"
+#: Published settings. pSp/e4e/HFGI/EGAIN: L2 1.0, LPIPS 0.8 (alex); ID 0.1 (e4e, HFGI train.sh;
+#: EGAIN's code defaults to 0 but its Eq. 1 has the term); e4e: delta-reg 2e-4, w-reg 0.1;
+#: pSp w_norm (avg-reg) 0; HFGI: res (alignment) 0.1, adversarial 0 (the released code comments the
+#: discriminator out; the paper's term is available with --lambda-adv).
+EGAIN_LOSS_WEIGHTS = {
+    "l2": 1.0,
+    "lpips": 0.8,
+    "id": 0.1,
+    "avg_reg": 0.0,
+    "d_reg": 2e-4,
+    "w_reg": 0.1,
+    "adv": 0.0,
+    "align": 0.0,
+}
+
+
+def merge_config(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` with ``overrides`` merged in: a component dict of the same type (or without a
+    type) merges one level deep; anything else replaces the default."""
+    cfg = copy.deepcopy(dict(defaults))
+    for key, value in overrides.items():
+        old = cfg.get(key)
+        if (
+            isinstance(value, Mapping)
+            and isinstance(old, Mapping)
+            and ("type" not in value or value.get("type") == old.get("type"))
+        ):
+            cfg[key] = {**old, **copy.deepcopy(dict(value))}
+        else:
+            cfg[key] = copy.deepcopy(value)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,18 +225,21 @@ class ForwardResult:
 
 
 class EGAINMethod(InversionMethod):
-    """One class for e4e, hfgi, egain and egain-external: a configured EGAIN composition."""
+    """The EGAIN composition: the shared base of e4e, hfgi, egain and egain-external.
 
-    def __init__(
-        self,
-        name: str,
-        generator: nn.Module,
-        config: Mapping[str, Any],
-        latent_avg: torch.Tensor | None = None,
-    ):
+    ``generator`` plus configuration keywords (``basic_encoder``, ``delta_calculator``,
+    ``delta_encoder``, ``fusion``, ``aligner``: component dicts; ``input_size``, ``preset``,
+    ``passes``, ``noise_mode``, ``normalise``, ``reuse_prefix``), merged over the subclass's
+    ``defaults``; ``latent_avg`` is w-bar (default: the generator's mean latent).
+    """
+
+    #: the subclass's default configuration (component dicts and options)
+    defaults: dict[str, Any] = {}
+    runtime_options = RUNTIME_OPTIONS
+
+    def __init__(self, generator: nn.Module, *, latent_avg: torch.Tensor | None = None, **config: Any):
         super().__init__()
-        self.name = name
-        cfg = copy.deepcopy(dict(config))
+        cfg = merge_config(self.defaults, config)
         self.generator = generator
         generator.requires_grad_(False)
         generator.eval()
@@ -283,20 +328,6 @@ class EGAINMethod(InversionMethod):
     @property
     def has_delta_branch(self) -> bool:
         return self.delta_encoder is not None
-
-    def trainable_modules(self, train_basic_encoder: bool = False) -> dict[str, nn.Module]:
-        mods = {
-            k: m
-            for k, m in (
-                ("delta_encoder", self.delta_encoder),
-                ("fusion", self.fusion),
-                ("aligner", self.aligner),
-            )
-            if m is not None
-        }
-        if train_basic_encoder or not self.has_delta_branch:
-            mods = {"basic_encoder": self.basic_encoder, **mods}
-        return mods
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Steps 1-2: w_b = E_b(x) (+ w-bar)."""
@@ -478,20 +509,312 @@ class EGAINMethod(InversionMethod):
             _, fusion = self._fuse(w_edit, fusion, delta_in)
         return plain(self.to_input_size(self.synthesize(w_edit, fusion)))
 
-    def state_without_generator(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("generator.")}
+    # -- training (seeds/000 Eq. 1 with e4e's and HFGI's terms) -----------------------------------
+    #
+    #   L = l_d-reg L_d-reg + l_w-reg L_w-reg + l_l2 L2 + l_lpips LPIPS + l_id ID + l_avg-reg L_avg-reg
+    #       [+ l_align L1(ADA(warp(Delta0)) - Delta0) + l_adv L_adv   (HFGI)]
+    #
+    # The generator is frozen. The basic encoder is frozen (HFGI, EGAIN) unless
+    # ``train_basic_encoder``; for ``e4e`` it is the model being trained. With a frozen basic
+    # encoder, steps 1-4 run without a graph (Delta0 is a constant), so each step back-propagates
+    # through one generator pass only. The latent regularisers act on w_b and are computed only
+    # when the basic encoder trains.
 
-    def checkpoint_dict(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    loss_weights = dict(EGAIN_LOSS_WEIGHTS)
+    loss_help = {
+        "l2": "pixel MSE",
+        "lpips": "LPIPS (the face-feature distance without --lpips)",
+        "id": "identity loss",
+        "avg_reg": "pull w_b toward w-bar",
+        "d_reg": "e4e delta regulariser",
+        "w_reg": "e4e latent-discriminator loss",
+        "adv": "HFGI adversarial loss",
+        "align": "HFGI ADA alignment L1",
+    }
+    training_options = (
+        TrainOption(
+            "basic_encoder",
+            None,
+            "e4e checkpoint for E_b and w-bar (ours, zoo:NAME, or a published e4e .pt)",
+            str,
+        ),
+        TrainOption(
+            "train_basic_encoder", False, "train E_b too (frozen by default when a delta branch exists)", bool
+        ),
+        TrainOption("passes", 1, "EGAIN iterative scheme: number of delta passes", int, target="config"),
+        TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
+        TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
+        TrainOption(
+            "lpips",
+            None,
+            "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
+            str,
+            choices=("alex", "vgg"),
+        ),
+        TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
+        TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+        TrainOption(
+            "discriminator", None, "image discriminator for --lambda-adv (default: from --generator)", str
+        ),
+        TrainOption("progressive_start", 20000, "e4e: step at which W+ offsets start (-1: all at once)", int),
+        TrainOption("progressive_every", 2000, "e4e: steps between enabling two offsets", int),
+        TrainOption("distortion_scale", 0.15, "HFGI ADA: perspective warp strength", float),
+        TrainOption("aug_rate", 0.9, "HFGI ADA: probability of warping", float),
+        TrainOption("w_disc_lr", 2e-5, "e4e latent discriminator learning rate", float),
+        TrainOption("d_lr", 2e-5, "HFGI image discriminator learning rate", float),
+        TrainOption("r1", 10.0, "R1 weight of the discriminators", float),
+        TrainOption("r1_every", 16, "lazy R1 interval", int),
+    )
+
+    @classmethod
+    def build_for_training(
+        cls, generator: nn.Module, options: Mapping[str, Any], device: torch.device, **config: Any
+    ) -> EGAINMethod:
+        """A fresh model; ``options["basic_encoder"]`` (ours or a published e4e) initialises E_b and w-bar."""
+        basic_state: dict[str, torch.Tensor] | None = None
+        path = options.get("basic_encoder")
+        if path:
+            basic_cfg, basic_state = basic_encoder_from_checkpoint(path, generator)
+            config = {**config, **basic_cfg}
+        method = cls(generator=generator, **config).to(device)
+        if basic_state is not None:
+            missing, unexpected = method.load_state_dict(basic_state, strict=False)
+            bad = [k for k in missing if k.startswith("basic_encoder.")] + list(unexpected)
+            if bad:
+                raise CheckpointError(f"basic encoder '{path}' does not fit this method ({bad[:4]})")
+        elif method.has_delta_branch and not options.get("train_basic_encoder"):
+            raise EgainError(
+                f"{cls.name} trains with a frozen basic encoder: pass --basic-encoder (an e4e checkpoint, e.g. from "
+                "'egain train --method e4e', or zoo:e4e-stylegan2-64) or --train-basic-encoder to train it jointly"
+            )
+        return method
+
+    @property
+    def trains_basic_encoder(self) -> bool:
+        return bool(self.training_ctx.options.get("train_basic_encoder")) or not self.has_delta_branch
+
+    def setup_training(self, ctx: TrainingContext) -> None:
+        super().setup_training(ctx)
+        lam, opt = ctx.lambdas, ctx.options
+        for m in self.trainable_modules().values():
+            m.requires_grad_(True)
+        if not self.trains_basic_encoder:
+            self.basic_encoder.requires_grad_(False)
+        # Training-only networks live outside the module tree: not in state_dict, not in model.pt.
+        aux = self._aux = _TrainingAux()
+        if self.trains_basic_encoder and lam["w_reg"] > 0:
+            aux.w_disc = LatentCodesDiscriminator(self.generator.style_dim).to(ctx.device)
+            aux.w_disc_opt = torch.optim.Adam(aux.w_disc.parameters(), lr=opt["w_disc_lr"])
+        if lam["adv"] > 0:
+            aux.img_disc = _load_image_discriminator(opt.get("discriminator") or ctx.generator, ctx.device)
+            aux.img_disc_opt = torch.optim.Adam(aux.img_disc.parameters(), lr=opt["d_lr"], betas=(0.0, 0.99))
+        aux.losses = build_reconstruction_losses(lam, opt, ctx.device)
+        self._augment = None
+        if self.aligner is not None and lam["align"] > 0:
+            self._augment = _Augment(opt["distortion_scale"], opt["aug_rate"])
+        self._stage = self.generator.n_latent - 1
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        train_basic = getattr(self, "training_ctx", None) is None or self.trains_basic_encoder
+        mods = {
+            k: m
+            for k, m in (
+                ("delta_encoder", self.delta_encoder),
+                ("fusion", self.fusion),
+                ("aligner", self.aligner),
+            )
+            if m is not None
+        }
+        if train_basic or not self.has_delta_branch:
+            mods = {"basic_encoder": self.basic_encoder, **mods}
+        return mods
+
+    def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        lam, opt = self.training_ctx.lambdas, self.training_ctx.options
+        train_basic = self.trains_basic_encoder
+        stage = progressive_stage(
+            step, self.generator.n_latent, _start(opt["progressive_start"]), opt["progressive_every"]
+        )
+        self._stage = stage
+        if train_basic:
+            self.basic_encoder.set_progressive_stage(stage)
+        out = self.run(batch, grad_basic=train_basic, augment_delta=self._augment)
+        self._last = out
+        y, x = out.reconstruction, batch
+        terms: dict[str, torch.Tensor] = {"l2": l2_loss(y, x)}
+        if lam["lpips"] > 0:
+            terms["lpips"] = self._aux.losses.perceptual(y, x)
+        if lam["id"] > 0:
+            terms["id"] = self._aux.losses.identity(y, x)
+        if train_basic:
+            w_b = out.basic_latents
+            if lam["avg_reg"] > 0:
+                terms["avg_reg"] = avg_reg(w_b, self.latent_avg)
+            if lam["d_reg"] > 0 and stage < w_b.shape[1] - 1:  # e4e: only while progressive
+                terms["d_reg"] = delta_reg(w_b - self.latent_avg, stage)
+            if lam["w_reg"] > 0 and self._aux.w_disc is not None:
+                terms["w_reg"] = w_reg_generator_loss(self._aux.w_disc, w_b, rows=stage + 1)
+        if out.aligned and lam["align"] > 0:
+            terms["align"] = sum(
+                (a - d).abs().mean() for a, d in zip(out.aligned, out.deltas, strict=True)
+            ) / len(out.aligned)
+        if lam["adv"] > 0 and self._aux.img_disc is not None:
+            terms["adv"] = g_nonsaturating_loss(self._aux.img_disc(out.full))
+        loss = sum(lam[k] * v for k, v in terms.items())
+        return loss, terms
+
+    def training_info(self) -> dict[str, Any]:
+        return {"stage": self._stage} if self.trains_basic_encoder else {}
+
+    def after_training_step(self, batch: torch.Tensor, step: int) -> None:
+        opt, out, aux = self.training_ctx.options, self._last, self._aux
+        if aux.w_disc is not None:
+            _w_disc_step(
+                opt, self.generator, aux.w_disc, aux.w_disc_opt, out.basic_latents, self._stage, step
+            )
+        if aux.img_disc is not None:
+            _img_disc_step(opt, aux.img_disc, aux.img_disc_opt, batch, out.full, step)
+        self._last = None
+
+    def set_training_mode(self) -> None:
+        self.train()
+        self.generator.eval()
+        if not self.trains_basic_encoder:
+            self.basic_encoder.eval()  # frozen: BN keeps its statistics
+
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        return self.trains_basic_encoder  # e4e's progressive stages leave heads unused
+
+    def training_state(self) -> dict[str, Any]:
+        aux = self._aux
         return {
-            "egain_format": CHECKPOINT_FORMAT,
-            "version": 1,
-            "method": self.name,
-            "config": copy.deepcopy(self.config),
-            "generator": generator_io.generator_record(self.generator),
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_without_generator().items()},
-            **(dict(extra) if extra else {}),
+            k: (m.state_dict() if m is not None else None)
+            for k, m in (
+                ("w_disc", aux.w_disc),
+                ("w_disc_opt", aux.w_disc_opt),
+                ("img_disc", aux.img_disc),
+                ("img_disc_opt", aux.img_disc_opt),
+            )
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write an atomic checkpoint that ``egain.methods.create(name, checkpoint=path)`` loads."""
-        return atomic_torch_save(self.checkpoint_dict(), path)
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        aux = self._aux
+        if aux.w_disc is not None and state.get("w_disc") is not None:
+            aux.w_disc.load_state_dict(state["w_disc"])
+            aux.w_disc_opt.load_state_dict(state["w_disc_opt"])
+        if aux.img_disc is not None and state.get("img_disc") is not None:
+            aux.img_disc.load_state_dict(state["img_disc"])
+            aux.img_disc_opt.load_state_dict(state["img_disc_opt"])
+
+    @torch.no_grad()
+    def validate(self, images: torch.Tensor) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """Reconstruction L2 of y0 (basic encoder alone) and y; grid rows source, y0, y, |Delta0|."""
+        self.eval()
+        out = self.run(images)
+        scores = {
+            "val_l2_basic": float(F.mse_loss(out.basic_reconstruction, images)),
+            "val_l2": float(F.mse_loss(out.reconstruction, images)),
+        }
+        rows = [images, out.basic_reconstruction, out.reconstruction]
+        if out.deltas:
+            rows.append((out.deltas[0].abs() * 2 - 1).clamp(-1, 1))
+        return scores, rows
+
+
+@dataclass
+class _TrainingAux:
+    """The family's training-only state: discriminators, their optimisers, the loss networks."""
+
+    w_disc: nn.Module | None = None
+    w_disc_opt: torch.optim.Optimizer | None = None
+    img_disc: nn.Module | None = None
+    img_disc_opt: torch.optim.Optimizer | None = None
+    losses: Any = None
+
+
+def _start(value: int | None) -> int | None:
+    return None if value is None or int(value) < 0 else int(value)
+
+
+def progressive_stage(step: int, n_latent: int, start: int | None, every: int) -> int:
+    """e4e's schedule: W only until ``start``, then one more offset every ``every`` steps."""
+    if start is None or start < 0:
+        return n_latent - 1
+    if step < start:
+        return 0
+    return int(min(n_latent - 1, 1 + (step - start) // max(1, every)))
+
+
+class _Augment:
+    """HFGI's self-supervision: a random perspective warp of Delta0 before ADA."""
+
+    def __init__(self, distortion_scale: float, p: float):
+        self.distortion_scale, self.p = distortion_scale, p
+
+    def __call__(self, delta: torch.Tensor) -> torch.Tensor:
+        return random_perspective(delta.detach(), self.distortion_scale, self.p).detach()
+
+
+def _w_disc_step(opt, generator, w_disc, w_opt, w_b, stage, step) -> None:
+    rows = stage + 1
+    with torch.no_grad():
+        z = torch.randn(w_b.shape[0] * rows, generator.style_dim, device=w_b.device)
+        real = generator.mapping(z)
+    loss = w_reg_discriminator_loss(w_disc, real, w_b.detach(), rows=rows)
+    w_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    w_opt.step()
+    if opt["r1"] > 0 and step % opt["r1_every"] == 0:
+        w_opt.zero_grad(set_to_none=True)
+        (opt["r1"] / 2 * w_reg_r1(w_disc, real) * opt["r1_every"]).backward()
+        w_opt.step()
+
+
+def _img_disc_step(opt, disc, d_opt, x, y_full, step) -> None:
+    real = x if x.shape[-1] == y_full.shape[-1] else F.interpolate(x, size=y_full.shape[-2:], mode="bilinear")
+    loss = d_logistic_loss(disc(real), disc(y_full.detach()))
+    d_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    d_opt.step()
+    if opt["r1"] > 0 and step % opt["r1_every"] == 0:
+        real = real.detach().requires_grad_(True)
+        d_opt.zero_grad(set_to_none=True)
+        (opt["r1"] / 2 * r1_penalty(disc(real), real) * opt["r1_every"]).backward()
+        d_opt.step()
+
+
+def _load_image_discriminator(path: str | None, device: torch.device) -> nn.Module:
+    from egain.generators import load_discriminator
+
+    try:
+        if path is None:
+            raise EgainError("no generator file to read it from")
+        return load_discriminator(generator_io.resolve_path(path), device=device)
+    except EgainError as exc:
+        raise EgainError(
+            f"--lambda-adv needs the image discriminator (HFGI initialises it from the GAN's D): {exc}; "
+            "pass --discriminator PATH or --lambda-adv 0"
+        ) from None
+
+
+def basic_encoder_from_checkpoint(path: str, generator: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config overrides, state) for E_b and w-bar from an egain checkpoint or a published e4e file."""
+    from egain.methods.published import basic_encoder_from_published
+    from egain.runtime.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(generator_io.resolve_path(path), what="basic encoder checkpoint")
+    if ckpt.get("egain_format") == TRAIN_FORMAT:
+        ckpt = ckpt["model"]
+    if ckpt.get("egain_format") == CHECKPOINT_FORMAT:
+        generator_io.check_compatible(ckpt.get("generator", {}), generator, f"basic encoder '{path}'")
+        state = {
+            k: v for k, v in ckpt["state_dict"].items() if k.startswith("basic_encoder.") or k == "latent_avg"
+        }
+        conf = ckpt["config"]
+        return {
+            "basic_encoder": conf["basic_encoder"],
+            "input_size": conf["input_size"],
+            "preset": conf["preset"],
+        }, state
+    return basic_encoder_from_published(ckpt, generator, where=f"basic encoder '{path}'")

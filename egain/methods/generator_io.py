@@ -121,20 +121,19 @@ def _generator_config(generator: nn.Module) -> dict | None:
     return None
 
 
-def generators_api():
-    """``egain.generators`` (or its ``io`` module while the package exports are being assembled)."""
-    from egain import generators
+def resolve_path(spec: str | os.PathLike, what: str = "checkpoint") -> str | os.PathLike:
+    """``zoo:NAME`` -> the bundled file's path; anything else unchanged."""
+    if isinstance(spec, str) and spec.startswith("zoo:"):
+        from egain.zoo import bundled_path
 
-    if hasattr(generators, "load_generator") and hasattr(generators, "build_generator"):
-        return generators
-    from egain.generators import io
-
-    return io
+        return str(bundled_path(spec[4:]))
+    return spec
 
 
 def generator_from_record(record: Mapping[str, Any], device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild (embedded) or reload (referenced by path) the generator a checkpoint was trained with."""
-    generators = generators_api()
+    from egain import generators
+
     if "zoo" in record:  # bundled weights reference the bundled generator instead of embedding it
         from egain.zoo import bundled_path
 
@@ -161,7 +160,10 @@ def load_generator(spec: str | os.PathLike | nn.Module, device: torch.device | s
     """A generator object, or a path to our or a rosinality checkpoint (``egain.generators.load_generator``)."""
     if isinstance(spec, nn.Module):
         return spec.to(device)
-    g = generators_api().load_generator(spec, device=device)
+    from egain.generators import load_generator as load_generator_file
+
+    spec = resolve_path(spec, "generator")
+    g = load_generator_file(spec, device=device)
     if getattr(g, "source_path", None) is None:
         g.source_path = str(Path(spec).resolve())  # recorded in method checkpoints
     return g

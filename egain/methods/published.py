@@ -282,30 +282,26 @@ def _latent_avg(ckpt: Mapping, generator: nn.Module) -> torch.Tensor:
 
 
 def load_published(
-    name: str,
+    cls: type,
     ckpt: Mapping[str, Any],
     *,
     generator: Any = None,
     device: torch.device | str = "cpu",
     where: str = "checkpoint",
+    with_residue: bool = False,
     **runtime: Any,
 ) -> nn.Module:
-    """Build method ``name`` ('e4e' or 'hfgi') from a published checkpoint dict."""
-    from egain.methods.composition import EGAINMethod
-    from egain.methods.registry import method_config
+    """Build ``cls`` (the e4e or HFGI method class) from a published checkpoint dict.
 
-    if name not in ("e4e", "hfgi"):
-        raise CheckpointError(
-            f"{where} is a published pSp-family checkpoint; only 'e4e' and 'hfgi' import published weights. The released "
-            "EGAIN code (external 387M-parameter MLP fusion, pSp encoder) is a different model from the paper's "
-            f"'{name}'; train '{name}' with 'egain train --method {name} --basic-encoder E4E.pt'"
-        )
+    ``with_residue``: the file must carry HFGI's consultation encoder (``residue.*``) and fusion,
+    and ADA (``grid_align.*``) when present.
+    """
     dev = torch.device(device)
     parts = split_prefixes(ckpt)
     g = _generator_for(parts, ckpt, generator, dev, where)
     overrides, state = basic_encoder_from_published(ckpt, g, where)
     strict_prefixes = ["basic_encoder.", "latent_avg"]
-    if name == "hfgi":
+    if with_residue:
         if "residue" not in parts:
             raise CheckpointError(
                 f"{where} has no residue.* (consultation encoder) weights: it is not an HFGI checkpoint "
@@ -328,7 +324,7 @@ def load_published(
         else:
             overrides["aligner"] = None
     overrides.update(runtime)
-    method = EGAINMethod(name, g, method_config(name, **overrides), latent_avg=state["latent_avg"])
+    method = cls(generator=g, latent_avg=state["latent_avg"], **overrides)
     _strict_load(method, state, strict_prefixes, where)
     return method.to(dev)
 

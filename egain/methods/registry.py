@@ -1,16 +1,23 @@
-"""The method registry: ``create(name, generator=..., checkpoint=None, **config)`` and ``available()``.
+"""The method registry: ``register_method``, ``create(name, generator=..., checkpoint=None, **config)``.
 
-A method is a name plus a default EGAIN configuration (see :mod:`egain.methods.composition`).
-Any component can be swapped by passing its config, e.g.
-``create("egain", generator=G, delta_encoder={"type": "consultation"})``.
+A method is a subclass of :class:`~egain.methods.base.InversionMethod` registered by name::
+
+    @register_method("my-method", summary="...", generator="any")
+    class MyMethod(InversionMethod):
+        def __init__(self, generator, *, width=32, latent_avg=None): ...
+
+after which ``create("my-method", generator=G)``, ``egain invert/evaluate/compare --method
+my-method`` and (when the class defines ``training_step``) ``egain train --method my-method`` work.
+Methods of other installed packages are found through the entry-point group ``egain.methods``: each
+entry point names a module (importing it registers its methods) or a method class (registered under
+the entry point's name).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import torch
@@ -18,111 +25,78 @@ from torch import nn
 
 from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.methods import generator_io
-from egain.methods.composition import CHECKPOINT_FORMAT, RUNTIME_OPTIONS, EGAINMethod
+from egain.methods.base import CHECKPOINT_FORMAT, InversionMethod
 from egain.nn.layout import check_memory_format
 from egain.runtime.checkpoint import load_checkpoint
 from egain.utils.device import resolve_device
 
-
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    summary: str
-    defaults: dict[str, Any]
-    factory: Callable[..., nn.Module] = EGAINMethod
-    #: the generator family the method was designed for (informational; any generator works)
-    generator: str = "any"
+ENTRY_POINT_GROUP = "egain.methods"
+#: name -> method class
+METHODS: dict[str, type[InversionMethod]] = {}
+_plugins_loaded = False
 
 
-_BASIC = {"type": "e4e"}
-METHODS: dict[str, MethodSpec] = {}
+def register_method(
+    name: str, *, summary: str = "", generator: str = "any", replace: bool = False
+) -> Callable[[type[InversionMethod]], type[InversionMethod]]:
+    """Class decorator: make ``cls`` available to :func:`create` and the CLI as ``name``.
+
+    ``generator`` names the generator family the method was designed for ("any", "stylegan2",
+    "swagan"); it is informational. Registering a taken name is an error unless ``replace``.
+    """
+
+    def deco(cls: type[InversionMethod]) -> type[InversionMethod]:
+        if not (isinstance(cls, type) and issubclass(cls, InversionMethod)):
+            raise EgainError(f"method {name!r} must be a subclass of egain.methods.InversionMethod")
+        if name in METHODS and METHODS[name] is not cls and not replace:
+            raise EgainError(f"method name {name!r} is already registered by {METHODS[name].__qualname__}")
+        cls.name = name
+        cls.summary = summary or (cls.__doc__ or "").strip().split("\n")[0]
+        cls.generator_family = generator
+        METHODS[name] = cls
+        return cls
+
+    return deco
 
 
-def register(spec: MethodSpec) -> None:
-    METHODS[spec.name] = spec
+def unregister_method(name: str) -> None:
+    """Remove ``name`` (tests and interactive sessions that re-define a method)."""
+    METHODS.pop(name, None)
 
 
-register(
-    MethodSpec(
-        "e4e",
-        "e4e encoder (Tov et al.): IR-SE + FPN, progressive W+ offsets, delta and latent-discriminator regularisers",
-        {"basic_encoder": _BASIC, "delta_encoder": None, "fusion": None, "aligner": None},
-    )
-)
-register(
-    MethodSpec(
-        "hfgi",
-        "HFGI (Wang et al.): frozen e4e + consultation encoder + gated internal fusion + ADA alignment",
-        {
-            "basic_encoder": _BASIC,
-            "delta_calculator": {"mode": "signed", "resize": "bilinear"},
-            "delta_encoder": {"type": "consultation"},
-            "fusion": {"type": "internal", "bias": True, "zero_init": True},
-            "aligner": {"type": "ada"},
-        },
-        generator="stylegan2",
-    )
-)
-register(
-    MethodSpec(
-        "egain",
-        "egain (Kabbani et al.): e4e basic encoder + custom CNN delta encoder + internal fusion, SWAGAN",
-        {
-            "basic_encoder": _BASIC,
-            "delta_calculator": {"mode": "signed", "resize": "bilinear"},
-            "delta_encoder": {"type": "cnn"},
-            "fusion": {"type": "internal", "bias": False, "zero_init": True},
-            "aligner": None,
-        },
-        generator="swagan",
-    )
-)
-register(
-    MethodSpec(
-        "egain-external",
-        "EGAIN with external fusion: compact per-layer latent fusion of w_b and a delta-encoder latent w_d",
-        {
-            "basic_encoder": _BASIC,
-            "delta_calculator": {"mode": "signed", "resize": "bilinear"},
-            "delta_encoder": {"type": "latent"},
-            "fusion": {"type": "external"},
-            "aligner": None,
-        },
-        generator="swagan",
-    )
-)
+def _load_plugins() -> None:
+    """Import the methods other installed packages declare in the ``egain.methods`` group (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not break egain: say so and go on
+            import warnings
+
+            warnings.warn(f"egain method plugin {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+            continue
+        if isinstance(obj, type) and issubclass(obj, InversionMethod) and obj not in METHODS.values():
+            register_method(ep.name, summary=getattr(obj, "summary", ""))(obj)
 
 
 def available() -> list[str]:
-    """Names accepted by :func:`create`."""
+    """Names accepted by :func:`create` (built-in and plug-in methods)."""
+    _load_plugins()
     return sorted(METHODS)
 
 
-def method_config(name: str, **overrides: Any) -> dict[str, Any]:
-    """The default config of ``name`` with ``overrides`` merged in (dicts merge one level deep)."""
-    spec = _spec(name)
-    cfg = copy.deepcopy(spec.defaults)
-    for key, value in overrides.items():
-        if (
-            isinstance(value, Mapping)
-            and isinstance(cfg.get(key), Mapping)
-            and "type" not in value
-            or (
-                isinstance(value, Mapping)
-                and isinstance(cfg.get(key), Mapping)
-                and value.get("type") == cfg[key].get("type")
-            )
-        ):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = copy.deepcopy(value)
-    return cfg
-
-
-def _spec(name: str) -> MethodSpec:
+def method_class(name: str) -> type[InversionMethod]:
+    _load_plugins()
     if name not in METHODS:
         raise EgainError(f"unknown inversion method {name!r}; available: {', '.join(available())}")
     return METHODS[name]
+
+
+def describe(name: str) -> str:
+    return method_class(name).summary
 
 
 def create(
@@ -133,19 +107,21 @@ def create(
     device: str | torch.device | None = "cpu",
     memory_format: str | None = "auto",
     **config: Any,
-) -> nn.Module:
+) -> InversionMethod:
     """Build method ``name``: fresh (with ``generator``) or from a checkpoint (ours or published).
 
-    ``generator``: a generator object or a checkpoint path; optional when the checkpoint embeds or
-    references its generator (ours) or carries ``decoder.*`` weights (published e4e/HFGI).
-    ``config``: component overrides for a fresh model; for a checkpoint only the run-time options
-    ``passes`` and ``noise_mode`` may be changed.
-    ``memory_format``: the inference layout (``EGAINMethod.set_memory_format``); "auto" is
-    channels_last on CPU, where it is faster; None leaves the NCHW layout as built (for training).
+    ``generator``: a generator object, a checkpoint path or ``zoo:NAME``; optional when the
+    checkpoint embeds or references its generator (ours) or carries ``decoder.*`` weights
+    (published). ``checkpoint``: a path, ``zoo:NAME`` or a loaded dict. With neither, the method's
+    bundled weights are used (the synthfaces world's models).
+    ``config``: the method's configuration keywords for a fresh model; for a checkpoint only the
+    method's ``runtime_options`` (e.g. ``passes``, ``noise_mode``) may be changed.
+    ``memory_format``: the inference layout ("auto" is channels_last on CPU, where it is faster);
+    None leaves the NCHW layout as built (what the trainer uses).
     """
     if memory_format is not None:
         check_memory_format(memory_format)
-    model = _create(name, generator, checkpoint, resolve_device(device), config)
+    model = _create(method_class(name), generator, checkpoint, resolve_device(device), config)
     set_format = getattr(model, "set_memory_format", None)
     if memory_format is not None and set_format is not None:
         set_format(memory_format)
@@ -153,71 +129,65 @@ def create(
 
 
 def _create(
-    name: str,
+    cls: type[InversionMethod],
     generator: nn.Module | str | os.PathLike | None,
     checkpoint: str | os.PathLike | Mapping | None,
     dev: torch.device,
     config: dict[str, Any],
-) -> nn.Module:
-    spec = _spec(name)
+) -> InversionMethod:
     if checkpoint is None and generator is None:
-        checkpoint = _bundled_checkpoint(name)
+        if cls.bundled_weights is None:
+            raise EgainError(
+                f"method {cls.name!r} has no bundled weights; pass generator=... (and checkpoint=... to load "
+                "trained weights)"
+            )
+        checkpoint = f"zoo:{cls.bundled_weights}"
     if checkpoint is None:
         g = generator_io.load_generator(generator, dev)
-        return spec.factory(name, g, method_config(name, **config)).to(dev)
-    if not isinstance(checkpoint, Mapping) and not os.path.exists(checkpoint):
-        from egain.methods.published import PUBLISHED_AT
-
-        raise CheckpointError(
-            missing_file_message(
-                str(checkpoint),
-                f"{name} checkpoint",
-                PUBLISHED_AT.get(name, f"no public URL (it is made by 'egain train --method {name}')"),
-                "--checkpoint PATH (Python: create(name, checkpoint=PATH))",
+        return cls(generator=g, **config).to(dev)
+    if not isinstance(checkpoint, Mapping):
+        checkpoint = generator_io.resolve_path(checkpoint, f"{cls.name} checkpoint")
+        if not os.path.exists(checkpoint):
+            raise CheckpointError(
+                missing_file_message(
+                    str(checkpoint),
+                    f"{cls.name} checkpoint",
+                    cls.published_at or f"no public URL (it is made by 'egain train --method {cls.name}')",
+                    "--checkpoint PATH (Python: create(name, checkpoint=PATH))",
+                )
             )
-        )
     ckpt = (
         checkpoint
         if isinstance(checkpoint, Mapping)
-        else load_checkpoint(checkpoint, what=f"{name} checkpoint")
+        else load_checkpoint(checkpoint, what=f"{cls.name} checkpoint")
     )
     where = "checkpoint" if isinstance(checkpoint, Mapping) else f"checkpoint '{checkpoint}'"
     if ckpt.get("egain_format") == CHECKPOINT_FORMAT:
-        return _load_ours(spec, ckpt, where, generator, dev, config)
+        return _load_ours(cls, ckpt, where, generator, dev, config)
     if "state_dict" in ckpt or any(str(k).startswith("encoder.") for k in ckpt):
-        from egain.methods.published import load_published
-
-        return load_published(name, ckpt, generator=generator, device=dev, where=where, **config).to(dev)
+        return cls.from_published(ckpt, generator=generator, device=dev, where=where, **config).to(dev)
     raise CheckpointError(
-        f"{where} is neither an egain inversion checkpoint nor a published e4e/HFGI dict "
+        f"{where} is neither an egain inversion checkpoint nor a published checkpoint "
         f"(keys: {', '.join(map(str, list(ckpt)[:8]))})"
     )
 
 
-def _bundled_checkpoint(name: str):
-    """The zoo weights behind ``create(name)`` with no paths (the synthfaces world's models)."""
-    from egain import zoo
-    from egain.workflows.bundled import BUNDLED_METHODS
-
-    bundled = BUNDLED_METHODS.get(name)
-    if bundled is None:
-        raise EgainError(
-            f"method {name!r} has no bundled weights; pass generator=... (and checkpoint=... to load trained "
-            "weights)"
-        )
-    return zoo.bundled_path(bundled.weights)
-
-
 def _load_ours(
-    spec: MethodSpec, ckpt: Mapping, where: str, generator: Any, dev: torch.device, config: Mapping[str, Any]
-) -> nn.Module:
+    cls: type[InversionMethod],
+    ckpt: Mapping,
+    where: str,
+    generator: Any,
+    dev: torch.device,
+    config: Mapping[str, Any],
+) -> InversionMethod:
     stored = ckpt.get("method")
-    if stored != spec.name:
-        raise CheckpointError(f"{where} holds a '{stored}' model, not '{spec.name}' (use --method {stored})")
-    bad = sorted(set(config) - set(RUNTIME_OPTIONS))
+    if stored != cls.name:
+        raise CheckpointError(f"{where} holds a '{stored}' model, not '{cls.name}' (use --method {stored})")
+    bad = sorted(set(config) - set(cls.runtime_options))
     if bad:
+        allowed = ", ".join(cls.runtime_options) or "nothing"
         raise EgainError(
-            f"cannot change {', '.join(bad)} of a trained model; only {', '.join(RUNTIME_OPTIONS)} may be overridden"
+            f"cannot change {', '.join(bad)} of a trained model; only {allowed} may be overridden"
         )
     record = ckpt.get("generator", {})
     if generator is None:
@@ -227,20 +197,26 @@ def _load_ours(
         generator_io.check_compatible(record, g, where)
     cfg = {**ckpt["config"], **config}
     state = ckpt["state_dict"]
-    method = spec.factory(spec.name, g, cfg, latent_avg=state.get("latent_avg"))
-    missing, unexpected = method.load_state_dict(state, strict=False)
+    method = cls.from_config(g, cfg, latent_avg=state.get("latent_avg"))
+    try:
+        missing, unexpected = method.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((ln.strip() for ln in first if "size mismatch" in ln), first[-1] if first else "")
+        raise CheckpointError(f"{where} does not fit the '{cls.name}' architecture: {detail}") from None
     missing = [k for k in missing if not k.startswith("generator.")]
     if missing or unexpected:
         raise CheckpointError(
-            f"{where} does not match the '{spec.name}' architecture "
+            f"{where} does not match the '{cls.name}' architecture "
             f"(missing {missing[:4]}, unexpected {list(unexpected)[:4]})"
         )
     return method.to(dev)
 
 
-def load_method(checkpoint: str | os.PathLike, **kwargs: Any) -> nn.Module:
+def load_method(checkpoint: str | os.PathLike, **kwargs: Any) -> InversionMethod:
     """Load one of our checkpoints without naming the method (read from the file)."""
-    ckpt = load_checkpoint(checkpoint, what="inversion checkpoint")
+    path = generator_io.resolve_path(checkpoint, "inversion checkpoint")
+    ckpt = load_checkpoint(path, what="inversion checkpoint")
     name = ckpt.get("method")
     if ckpt.get("egain_format") != CHECKPOINT_FORMAT or name is None:
         raise CheckpointError(
@@ -249,17 +225,14 @@ def load_method(checkpoint: str | os.PathLike, **kwargs: Any) -> nn.Module:
     return create(name, checkpoint=ckpt, **kwargs)
 
 
-def describe(name: str) -> str:
-    return _spec(name).summary
-
-
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "METHODS",
-    "MethodSpec",
     "available",
     "create",
     "describe",
     "load_method",
-    "method_config",
-    "register",
+    "method_class",
+    "register_method",
+    "unregister_method",
 ]

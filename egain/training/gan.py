@@ -50,12 +50,12 @@ from egain.losses.adversarial import (
     path_length_penalty,
     r1_penalty,
 )
-from egain.training.augment import AUGMENT_KINDS, build_augment
 from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, broadcast_module, cleanup
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
+from egain.training.augment import AUGMENT_KINDS, build_augment
 from egain.utils.images import save_grid
 
 GAN_TRAIN_FORMAT = "gan-train"
@@ -275,13 +275,6 @@ def real_batches(
 # models and steps
 
 
-def _generators_api():
-    """The generator package, imported late so ``egain gan --help`` stays light."""
-    import egain.generators as gen
-
-    return gen
-
-
 def requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -493,7 +486,7 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     if _decide_preload(cfg, dataset):
         dataset.preload(progress_bar=di.is_main)
 
-    gen_api = _generators_api()
+    import egain.generators as gen_api  # late: keeps 'egain gan --help' light
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     g_build = {k: v for k, v in g_config.items() if k not in ("arch", "size")}
     d_build = {k: v for k, v in d_config.items() if k not in ("arch", "size")}
@@ -827,7 +820,7 @@ def _export(G_ema: nn.Module, path: Path, cfg: GanTrainConfig, step: int) -> Non
     ``latent_avg`` is computed here (10000 mapped z, seed 0) so loading the file needs no extra pass.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    gen_api = _generators_api()
+    import egain.generators as gen_api  # late: keeps 'egain gan --help' light
     latent_avg = G_ema.mean_latent(10000, seed=0)[0]
     meta = {
         "trained_steps": step,
