@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from egain.metrics.stats import SUMMARY_COLUMNS, format_p
-from egain.metrics.table import METRIC_NAMES, format_number, higher_is_better, metric
+from egain.metrics.table import METRIC_NAMES, find_metric, format_number, higher_is_better
 from egain.runtime.files import atomic_open, atomic_path, atomic_write_json, atomic_write_text
 
 #: columns of scores.csv, exactly in this order
@@ -25,17 +25,13 @@ METRIC_COLUMNS: tuple[str, ...] = METRIC_NAMES
 
 
 def _title(name: str) -> str:
-    try:
-        return metric(name).title
-    except KeyError:
-        return name
+    spec = find_metric(name)
+    return name if spec is None else spec.title
 
 
 def _digits(name: str) -> int:
-    try:
-        return metric(name).digits
-    except KeyError:
-        return 4
+    spec = find_metric(name)
+    return 4 if spec is None else spec.digits
 
 
 def _fmt(v: float | None) -> str:

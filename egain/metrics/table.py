@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -92,14 +92,14 @@ def metric(name: str) -> MetricSpec:
         raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}") from None
 
 
-def specs(names: Iterable[str]) -> list[MetricSpec]:
-    """The specs of ``names``, in the order given."""
-    return [metric(n) for n in names]
+def find_metric(name: str) -> MetricSpec | None:
+    """The spec of metric ``name``, or None for a name outside the table."""
+    return _BY_NAME.get(name)
 
 
 def higher_is_better(name: str) -> bool:
     """Whether a larger value of ``name`` is better (unknown names: larger is better)."""
-    spec = _BY_NAME.get(name)
+    spec = find_metric(name)
     return True if spec is None else spec.higher_is_better
 
 
