@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from egain.errors import InputError
-from egain.runtime.files import atomic_path
+from egain.runtime.files import atomic_open, atomic_path
 from egain.runtime.logging import progress
 from egain.utils.images import SYNTHFACES_LABELS, SYNTHFACES_SHEET
 
@@ -162,7 +162,7 @@ def write_synthfaces(
     if recipe is not None:
         for rec in records:
             rec["recipe"] = recipe
-    with open(out / LABELS, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_open(out / LABELS, "w", newline="\n") as fh:
         for rec in records:
             fh.write(json.dumps(rec, sort_keys=True) + "\n")
     save_png(contact_sheet(sheet), out / CONTACT_SHEET)
