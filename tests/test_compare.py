@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 
 import numpy as np
 import pytest
@@ -14,7 +13,18 @@ from zoo_helpers import make_tiny_zoo, use_zoo
 
 from egain.cli.main import main
 from egain.errors import InputError
-from egain.workflows.compare import MARK_END, MARK_START, advantage_test, replace_block, wilcoxon_test
+from egain.workflows.compare import (
+    DEFAULT_SEEDS,
+    MARK_END,
+    MARK_START,
+    advantage_test,
+    claim_verdicts,
+    claims_markdown,
+    parse_seeds,
+    replace_block,
+    verdict_lines,
+    wilcoxon_test,
+)
 
 
 def _csv(path) -> list[dict]:
@@ -82,71 +92,181 @@ def test_replace_block_rewrites_only_between_markers():
         replace_block(f"{MARK_START}{MARK_END}{MARK_START}{MARK_END}", "x")
 
 
-def test_compare_end_to_end_writes_table_stats_plots_and_readme(tmp_path, monkeypatch, capsys):
+def test_compare_end_to_end_over_seeds_writes_tables_claims_plots_and_readme(tmp_path, monkeypatch, capsys):
     zoo = make_tiny_zoo(tmp_path / "zoo", ("e4e", "egain"), size=64)
     use_zoo(monkeypatch, zoo)
     readme = tmp_path / "README.md"
     readme.write_text(f"# egain\n\nintro\n\n{MARK_START}\nnothing yet\n{MARK_END}\n\n## Layout\n")
     out = tmp_path / "cmp"
     args = ["compare", "--out", str(out), "--methods", "e4e,egain", "--n", "5", "--device", "cpu"]
-    assert main([*args, "--bootstrap", "200", "--readme", str(readme)]) == 0
-    printed = capsys.readouterr().out
+    assert main([*args, "--seeds", "0,1", "--bootstrap", "200", "--readme", str(readme)]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
     rows = _csv(out / "comparison.csv")
-    assert [(r["set"], r["method"]) for r in rows] == [
-        ("eval", "e4e"),
-        ("eval", "egain"),
-        ("hard", "e4e"),
-        ("hard", "egain"),
+    assert [(r["seed"], r["set"], r["method"]) for r in rows] == [
+        (seed, s, m) for seed in ("0", "1", "pooled") for s in ("eval", "hard") for m in ("e4e", "egain")
     ]
-    # the table's means are the means of the per-image scores of the evaluate report
-    scores = _csv(out / "hard" / "report" / "scores.csv")
-    for metric in ("ssim", "scc", "vif", "id", "magface", "psnr", "mae"):
-        ref = np.mean([float(s[metric]) for s in scores if s["method"] == "egain"])
-        got = float(next(r for r in rows if r["set"] == "hard" and r["method"] == "egain")[f"{metric}_mean"])
-        assert got == pytest.approx(ref, rel=1e-9), metric
+    # each seed's table means are the means of its evaluate report; the pooled ones of both seeds
+    for seed in ("0", "1"):
+        scores = _csv(out / f"seed{seed}" / "hard" / "report" / "scores.csv")
+        for metric in ("ssim", "scc", "vif", "id", "magface", "psnr", "mae"):
+            ref = np.mean([float(s[metric]) for s in scores if s["method"] == "egain"])
+            row = next(r for r in rows if (r["seed"], r["set"], r["method"]) == (seed, "hard", "egain"))
+            assert float(row[f"{metric}_mean"]) == pytest.approx(ref, rel=1e-9), metric
+    pooled_scores = [
+        float(s["scc"])
+        for seed in ("0", "1")
+        for s in _csv(out / f"seed{seed}" / "eval" / "report" / "scores.csv")
+        if s["method"] == "e4e"
+    ]
+    row = next(r for r in rows if (r["seed"], r["set"], r["method"]) == ("pooled", "eval", "e4e"))
+    assert int(row["n"]) == 10 and float(row["scc_mean"]) == pytest.approx(np.mean(pooled_scores), rel=1e-9)
+    # the seeds are different images: disjoint identities, seed 0 in the folder name it always had
+    ids = {
+        seed: {
+            json.loads(x)["identity"] for x in (out / "data" / f"eval-64px-5{sfx}" / "labels.jsonl").open()
+        }
+        for seed, sfx in ((0, ""), (1, "-seed1"))
+    }
+    assert len(ids[0]) == len(ids[1]) == 5 and not ids[0] & ids[1]
     assert all(
         float(r["ms_per_image"]) > 0 and int(r["parameters"]) > int(r["parameters_without_generator"])
         for r in rows
     )
     tests = _csv(out / "stats.csv")
-    assert {(t["set"], t["metric"]) for t in tests} == {
-        (s, m) for s in ("eval", "hard") for m in ("id", "ssim", "scc", "vif")
+    assert {(t["seed"], t["set"], t["metric"]) for t in tests} == {
+        (seed, s, m)
+        for seed in ("0", "1", "pooled")
+        for s in ("eval", "hard")
+        for m in ("id", "ssim", "scc", "vif")
     }
+    adv = {a["seed"]: a for a in _csv(out / "advantage.csv")}
+    assert set(adv) == {"0", "1", "pooled"} and int(adv["pooled"]["n_hard"]) == 10
     doc = json.loads((out / "comparison.json").read_text())
-    adv = doc["scc_advantage"]
-    assert adv["n_hard"] == adv["n_normal"] == 5 and math.isfinite(adv["difference"])
+    assert doc["seeds"] == [0, 1] and doc["min_n"] == 30
+    # n=5 is far below the 30 a verdict needs: no claim is said to hold, and a warning says why
+    claims = _csv(out / "claims.csv")
+    assert [c["claim"] for c in claims] == ["egain>e4e", "scc-advantage"]
+    assert all(c["verdict"].startswith("no verdict: too few images (n=5") for c in claims)
+    assert all(c["seed_0"] == c["seed_1"] == c["pooled"] == "too few images" for c in claims)
+    assert "only n=5 images per set and seed" in captured.err
+    assert "**holds**" not in printed and "no verdict: too few images" in printed
     assert (out / "plots" / "boxplots.png").exists() and (out / "plots" / "box_scc.png").exists()
     text = readme.read_text()
     assert text.startswith("# egain\n\nintro\n\n") and text.endswith(f"{MARK_END}\n\n## Layout\n")
     block = text[text.index(MARK_START) : text.index(MARK_END)]
+    assert "nothing yet" not in block and "| hard | egain | 10 |" in block  # the pooled table
     assert (
-        "nothing yet" not in block
-        and "| hard | egain |" in block
-        and f"egain compare --out {out} --methods e4e,egain --n 5 --device cpu --bootstrap 200 --readme {readme}"
-        in block
+        "#### Seed 0" in block and "#### Seed 1" in block and "| claim | seed 0 | seed 1 | pooled |" in block
+    )
+    assert "too few (n=5)" in block and "**Warning:** only n=5 images" in block
+    assert (
+        f"egain compare --out {out} --methods e4e,egain --seeds 0,1 --n 5 --device cpu --bootstrap 200 "
+        f"--readme {readme}" in block
     )
     assert (
         "docs/comparison/boxplots.png" in block
         and (tmp_path / "docs" / "comparison" / "boxplots.png").exists()
+        and (tmp_path / "docs" / "comparison" / "claims.csv").exists()
     )
-    for set_name in ("eval", "hard"):  # the reconstruction grids travel with the box plots
+    for set_name in ("eval", "hard"):  # the reconstruction grids (first seed) travel with the box plots
         assert f"docs/comparison/reconstructions_{set_name}.png" in block
         grid = Image.open(tmp_path / "docs" / "comparison" / f"reconstructions_{set_name}.png")
-        assert grid.size == Image.open(out / set_name / "report" / "grid.png").size
-    assert "| eval | e4e |" in printed
-    # a second run reuses the rendered sets and rewrites the same block in place
+        assert grid.size == Image.open(out / "seed0" / set_name / "report" / "grid.png").size
+    assert "| eval | e4e | 10 |" in printed
+    # a second run reuses the rendered sets and rewrites the same block in place; with a lower
+    # --min-n the claims get verdicts, and one seed cannot replicate one
     data_files = sorted(p.name for p in (out / "data").iterdir())
-    assert data_files == ["eval-64px-5", "hard-64px-5"]
-    mtime = (out / "data" / "hard-64px-5" / "labels.jsonl").stat().st_mtime_ns
-    assert main([*args, "--sets", "hard", "--bootstrap", "50", "--readme", str(readme)]) == 0
-    assert (out / "data" / "hard-64px-5" / "labels.jsonl").stat().st_mtime_ns == mtime
-    assert readme.read_text().count(MARK_START) == 1
+    assert data_files == ["eval-64px-5", "eval-64px-5-seed1", "hard-64px-5", "hard-64px-5-seed1"]
+    mtime = (out / "data" / "hard-64px-5-seed1" / "labels.jsonl").stat().st_mtime_ns
+    again = [*args, "--seeds", "1", "--min-n", "2", "--bootstrap", "50", "--readme", str(readme)]
+    assert main(again) == 0
+    assert (out / "data" / "hard-64px-5-seed1" / "labels.jsonl").stat().st_mtime_ns == mtime
+    text = readme.read_text()
+    assert text.count(MARK_START) == 1 and "**not replicated: " in text and "too few" not in text
+    claims = _csv(out / "claims.csv")
+    assert all(c["seed_1"] in ("holds", "does not hold") and c["seed_1"] == c["pooled"] for c in claims)
+
+
+def _claim_rows(seed, diffs, n=40):
+    """Wilcoxon records of egain vs e4e on the evaluation set: metric -> (mean diff, p)."""
+    return [
+        {"seed": seed, "set": "eval", "challenger": "egain", "reference": "e4e", "metric": m, "n": n,
+         "mean_diff": d, "p_two_sided": p}
+        for m, (d, p) in diffs.items()
+    ]  # fmt: skip
+
+
+def _advantage(seed, difference, p, n=40):
+    return {"seed": seed, "difference": difference, "p_greater": p, "n_hard": n, "n_normal": n}
+
+
+def test_a_claim_holds_only_when_it_holds_on_every_seed_and_pooled():
+    good = {m: (0.1, 1e-6) for m in ("id", "ssim", "scc", "vif")}
+    bad_scc = {**good, "scc": (-0.01, 0.3)}
+    tests = (
+        _claim_rows(0, good) + _claim_rows(1, bad_scc) + _claim_rows(2, good) + _claim_rows("pooled", good)
+    )
+    advantages = [
+        _advantage(0, 0.02, 1.9e-5),  # seed 0's hard-set result, which the other seeds do not repeat
+        _advantage(1, -0.01, 0.9),
+        _advantage(2, 0.004, 0.2),
+        _advantage("pooled", 0.004, 0.004),
+    ]
+    claims = claim_verdicts(tests, advantages, [0, 1, 2], ["e4e", "egain"])
+    beats, adv = claims
+    assert beats["holds_on"] == 2 and beats["pooled"] == "holds" and beats["verdict"] == "does not replicate"
+    assert beats["per_seed"]["1"] == {"verdict": "does not hold", "n": 40, "detail": "fails for scc"}
+    assert adv["holds_on"] == 1 and adv["pooled"] == "holds" and adv["verdict"] == "does not replicate"
+    lines = verdict_lines(claims)
+    assert lines[0] == (
+        "- egain beats e4e on id, ssim, scc, vif on the evaluation set (Wilcoxon p < 0.01): "
+        "**does not replicate** (holds on 2 of 3 seeds; pooled: holds)."
+    )
+    assert "larger on the hard set" in lines[1] and "(holds on 1 of 3 seeds; pooled: holds)" in lines[1]
+    # every seed and the pool: holds; none of them: does not hold
+    all_good = sum((_claim_rows(s, good) for s in (0, 1, 2, "pooled")), [])
+    assert claim_verdicts(all_good, [], [0, 1, 2], ["e4e", "egain"])[0]["verdict"] == "holds"
+    all_bad = sum((_claim_rows(s, bad_scc) for s in (0, 1, 2, "pooled")), [])
+    assert claim_verdicts(all_bad, [], [0, 1, 2], ["e4e", "egain"])[0]["verdict"] == "does not hold"
+    # too few images on one seed: no verdict at all, whatever the p-values say
+    small = (
+        _claim_rows(0, good) + _claim_rows(1, good, n=8) + _claim_rows(2, good) + _claim_rows("pooled", good)
+    )
+    few = claim_verdicts(small, [], [0, 1, 2], ["e4e", "egain"])[0]
+    assert few["per_seed"]["1"]["detail"] == "too few images (n=8) for a verdict"
+    assert few["verdict"].startswith("no verdict: too few images (n=8")
+    table = claims_markdown(claims, [0, 1, 2])
+    assert table.splitlines()[0] == "| claim | seed 0 | seed 1 | seed 2 | pooled | holds on | verdict |"
+    assert "does not hold (fails for scc)" in table and "holds (Δ 0.0200, p 1.9e-05)" in table
+
+
+def test_seeds_parse_and_replicates_are_disjoint_held_out_draws():
+    from egain.data.synthfaces import EVAL_COUNT, HARD_COUNT, eval_identities, hard_identities, split_of
+    from egain.data.synthfaces.recipes import held_out_identities
+
+    assert parse_seeds(None) == list(DEFAULT_SEEDS) and len(DEFAULT_SEEDS) >= 3
+    assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds(4) == [4]
+    for bad in ("a", "1,1", "-1", ""):
+        with pytest.raises(InputError, match="--seeds"):
+            parse_seeds(bad)
+    # replicate 0 is the original pair of sets; replicates 1 and 2 are new held-out identities
+    assert eval_identities(0, EVAL_COUNT) == held_out_identities(0, EVAL_COUNT, 0)
+    assert hard_identities(0, HARD_COUNT) == held_out_identities(0, HARD_COUNT, EVAL_COUNT)
+    drawn = [
+        set(eval_identities(0, EVAL_COUNT, r)) | set(hard_identities(0, HARD_COUNT, r)) for r in range(3)
+    ]
+    assert all(len(d) == EVAL_COUNT + HARD_COUNT for d in drawn)
+    assert not (drawn[0] & drawn[1] or drawn[0] & drawn[2] or drawn[1] & drawn[2])
+    assert all(split_of(0, i) == "test" for d in drawn for i in d)
 
 
 def test_compare_rejects_bad_arguments_before_work(tmp_path, monkeypatch, capsys):
     use_zoo(monkeypatch, tmp_path)  # empty zoo
     assert main(["compare", "--out", str(tmp_path / "c"), "--sets", "eval,nope"]) == 2
     assert "--sets" in capsys.readouterr().err
+    assert main(["compare", "--out", str(tmp_path / "c"), "--seeds", "0,x"]) == 2
+    assert "--seeds" in capsys.readouterr().err
     assert main(["compare", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "e4e-stylegan2-64" in err and "egain-swagan-64" in err and len(err.strip().splitlines()) == 1
@@ -159,25 +279,3 @@ def test_the_header_keeps_the_mark_of_uncommitted_changes():
     assert _short_commit("0123456789abcdef0123+dirty") == "0123456789ab+dirty"
     assert _short_commit("0123456789abcdef0123") == "0123456789ab"
     assert _short_commit(None) == "unknown"
-
-
-def test_verdicts_name_each_contrast_and_what_fails():
-    from egain.workflows.compare import verdict_lines
-
-    def row(ref, metric, diff, p):
-        return {"set": "eval", "challenger": "egain", "reference": ref, "metric": metric, "mean_diff": diff,
-                "p_two_sided": p}  # fmt: skip
-
-    tests = [row("e4e", m, 0.1, 1e-9) for m in ("id", "ssim", "scc", "vif")]
-    tests += [row("hfgi", "id", 0.01, 1e-5), row("hfgi", "scc", -0.03, 1e-9), row("hfgi", "vif", 0.01, 0.2)]
-    tests += [{**row("hfgi", "ssim", 0.5, 1e-9), "set": "hard"}]  # only the evaluation set decides
-    lines = verdict_lines(tests, None)
-    assert (
-        lines[0]
-        == "- egain beats e4e on id, ssim, scc, vif on the evaluation set (Wilcoxon p < 0.01): **holds**."
-    )
-    assert lines[1] == (
-        "- egain beats hfgi on id, scc, vif on the evaluation set (Wilcoxon p < 0.01): "
-        "**does not hold** for scc, vif (holds for id)."
-    )
-    assert len(lines) == 2

@@ -1,13 +1,18 @@
 """``egain compare``: render the evaluation sets, invert them with every bundled method, score, test.
 
     egain compare --out runs/compare [--methods e4e,e4e-swagan,hfgi,egain,egain-external]
-                  [--sets eval,hard] [--n N] [--readme README.md]
+                  [--sets eval,hard] [--seeds 0,1,2] [--n N] [--min-n 30] [--readme README.md]
 
-Writes OUT/comparison.{md,csv,json} (ID, SSIM in [0,1], SCC, VIF, MagFace, PSNR, MAE, time per image,
-parameters per set and method), OUT/stats.csv (Wilcoxon tests of egain vs e4e; the SCC advantage
-on the hard set vs the evaluation set), OUT/plots/ (box plots) and OUT/<set>/report/ (the full
-``egain evaluate`` reports). ``--readme`` rewrites the block between ``<!-- comparison:start -->``
-and ``<!-- comparison:end -->`` in that file (and copies the box plots to docs/comparison/ beside it).
+Every seed is an independent draw of the sets (disjoint held-out identities; seed 0 is the
+original pair). Writes OUT/comparison.{md,csv,json} (ID, SSIM in [0,1], SCC, VIF, MagFace, PSNR,
+MAE, time per image, parameters per seed, set and method, and pooled over the seeds),
+OUT/stats.csv (Wilcoxon tests of egain vs e4e, e4e-swagan, hfgi), OUT/advantage.csv (the SCC
+advantage on the hard set vs the evaluation set), OUT/claims.csv (each claim per seed, pooled, and
+"holds on k of n seeds"), OUT/plots/ (box plots) and OUT/seed<k>/<set>/report/ (the full
+``egain evaluate`` reports). A claim is stated as holding only when it holds on every seed and
+pooled; with fewer than --min-n images per set and seed no verdict is given. ``--readme`` rewrites
+the block between ``<!-- comparison:start -->`` and ``<!-- comparison:end -->`` in that file (and
+copies the box plots to docs/comparison/ beside it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import shlex
 
 def register(sub: argparse._SubParsersAction) -> None:
     from egain.workflows.bundled import BUNDLED_METHODS, COMPARE_METHODS
+    from egain.workflows.compare import DEFAULT_SEEDS, MIN_N
 
     p = sub.add_parser(
         "compare",
@@ -32,7 +38,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"comma list of bundled methods (default: all: {', '.join(BUNDLED_METHODS)})",
     )
     p.add_argument("--sets", default="eval,hard", help="comma list of eval,hard (default both)")
-    p.add_argument("--n", type=int, help="images per set (default: the full recipes, 500 and 200)")
+    p.add_argument(
+        "--seeds",
+        default=",".join(map(str, DEFAULT_SEEDS)),
+        help="comma list of seeds, each an independent evaluation set and hard set "
+        f"(default {','.join(map(str, DEFAULT_SEEDS))}; 0 is the original pair; ranges as 0-4)",
+    )
+    p.add_argument("--n", type=int, help="images per set and seed (default: the full recipes, 500 and 200)")
+    p.add_argument(
+        "--min-n",
+        type=int,
+        default=MIN_N,
+        help=f"fewest images per set and seed on which a claim gets a verdict (default {MIN_N})",
+    )
     p.add_argument("--size", type=int, help="render size (default: the methods' input size)")
     p.add_argument("--readme", help="rewrite the comparison block of this Markdown file")
     p.add_argument(
@@ -49,12 +67,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a person would retype it (options left at their defaults omitted)."""
     from egain.workflows.bundled import COMPARE_METHODS
+    from egain.workflows.compare import DEFAULT_SEEDS, MIN_N
 
     parts = ["egain", "compare", "--out", args.out]
     defaults = {
         "methods": ",".join(COMPARE_METHODS),
         "sets": "eval,hard",
+        "seeds": ",".join(map(str, DEFAULT_SEEDS)),
         "n": None,
+        "min_n": MIN_N,
         "size": None,
         "device": "auto",
         "bootstrap": 2000,
@@ -69,13 +90,17 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from egain.workflows.compare import run_compare, table_markdown, verdict_lines
+    import sys
+
+    from egain.workflows.compare import POOLED, run_compare, table_markdown, verdict_lines
 
     result = run_compare(
         args.out,
         args.methods,
         sets=args.sets,
+        seeds=args.seeds,
         n=args.n,
+        min_n=args.min_n,
         size=args.size,
         device=args.device,
         batch_size=args.batch_size,
@@ -85,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
         command=_command_line(args),
         n_boot=args.bootstrap,
     )
-    print(table_markdown(result.table, result.metrics))
-    for line in verdict_lines(result.tests, result.advantage):
+    print(f"pooled over seeds {', '.join(map(str, result.seeds))}:")
+    print(table_markdown([r for r in result.table if r["seed"] == POOLED], result.metrics))
+    for line in result.warnings:
+        print(line.replace("**", ""), file=sys.stderr)
+    for line in verdict_lines(result.claims):
         print(line)
     print(f"table: {result.files['table_md']}")
     if "readme" in result.files:

@@ -17,6 +17,8 @@ from egain.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from egain.metrics.table import METRIC_NAMES
+
     p = sub.add_parser(
         "evaluate",
         help="score reconstructions against sources (SSIM, SCC, VIF, ID, ...)",
@@ -32,11 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a method's reconstructions, paired with the sources by file name (repeat per method)",
     )
     p.add_argument("--out", required=True, help="report folder (created)")
+    names = ",".join(m for m in METRIC_NAMES if m != "ssim_raw")  # "ssim" gives both SSIM columns
     p.add_argument(
         "--metrics",
         default="all",
-        help="comma list of ssim,scc,vif,psnr,mae,mse,lpips,id,magface (default: all; "
-        "ones that cannot run are reported as unavailable)",
+        help=f"comma list of {names} (default: all; ones that cannot run are reported as unavailable)",
     )
     p.add_argument(
         "--identity-backend",

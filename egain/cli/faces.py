@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -166,6 +165,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from egain.faces.data import FaceSet, holdout_identities, load_faces
     from egain.faces.embedder import load_embedder
     from egain.faces.verification import plot_verification
+    from egain.runtime.files import atomic_write_json
     from egain.training.faces import evaluate_faces
 
     embedder = load_embedder(args.embedder, device=args.device)
@@ -191,7 +191,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(out / "report.json", report)
         plot_verification(genuine, impostor, out / "roc.png", title=embedder.name, far=args.far)
         print(f"wrote {out / 'report.json'} and {out / 'roc.png'}")
     return 0

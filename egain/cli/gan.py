@@ -254,7 +254,6 @@ def _register_fid(sub: argparse._SubParsersAction) -> None:
 
 
 def _fid(args: argparse.Namespace) -> int:
-    import json
 
     import torch
 
@@ -262,6 +261,7 @@ def _fid(args: argparse.Namespace) -> int:
     from egain.faces import load_embedder
     from egain.generators import load_generator
     from egain.metrics.fid import extract_features, fid_from_features
+    from egain.runtime.files import atomic_write_json
     from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
 
@@ -315,5 +315,5 @@ def _fid(args: argparse.Namespace) -> int:
         message += f" (real-vs-real floor {result['fid_real_floor']:.3f})"
     print(message)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.json, result)
     return 0

@@ -13,8 +13,6 @@ a half-written image.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from egain.methods import create
+    from egain.runtime.files import atomic_write_json
     from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
     from egain.utils.images import INVERT_TIMING, list_images, open_image
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "input_size": size,
         "device": str(device),
     }
-    _atomic_text(out / INVERT_TIMING, json.dumps(timing, indent=2) + "\n")
+    atomic_write_json(out / INVERT_TIMING, timing)
     print(
         f"inverted {len(files)} image(s) with {args.method} into {out} ({timing['seconds_per_image']:.3f} s/image)"
     )
@@ -133,9 +132,3 @@ def _write(out: Path, files: list[Path], inv, save_latents: bool, save_deltas: b
                 g = g[i].cpu()
                 g = (g - g.min()) / (g.max() - g.min()).clamp_min(1e-8) * 2 - 1
                 save_image(g.expand(3, -1, -1), out / "deltas" / f"{f.stem}_gate_{layer}.png")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

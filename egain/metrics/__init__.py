@@ -9,6 +9,10 @@ papers' numbers come from:
 * :class:`LPIPS` (AlexNet / VGG16, published weights from user-given paths; a differentiable module);
 * :func:`identity_similarity` and :func:`magface_quality` through face-embedder backends
   (``egain.faces.load_embedder`` specs or any object with ``embed``);
+* :data:`METRICS` -- the metric table (:class:`MetricSpec`: name, label, title, direction, digits,
+  function), read by ``evaluate``, the report, the statistics, ``compare`` and ``demo``;
+* :mod:`egain.metrics.stats` -- every statistical test egain reports (Wilcoxon signed-rank,
+  Mann-Whitney U, bootstrap CIs, Holm) and the one p-value formatter :func:`format_p`;
 * :func:`evaluate_folders` -- the engine of ``egain evaluate``: pairing, batched scoring,
   ``scores.csv``, summary statistics with paired Wilcoxon tests, box plots and an image grid.
 
@@ -28,12 +32,26 @@ from egain.metrics.functional import PIXEL_METRICS, mae, mse, pixel_metrics, psn
 from egain.metrics.identity import Backend, Embedder, identity_similarity, magface_quality, resolve_embedder
 from egain.metrics.lpips import LPIPS, AlexNetFeatures, LPIPSUnavailable, VGG16Features, load_lpips
 from egain.metrics.report import SCORE_COLUMNS, read_scores_csv
-from egain.metrics.stats import HIGHER_IS_BETTER, bootstrap_mean_ci, holm, paired_wilcoxon, summarise
+from egain.metrics.stats import (
+    HIGHER_IS_BETTER,
+    bootstrap_difference_ci,
+    bootstrap_mean_ci,
+    describe,
+    format_p,
+    holm,
+    paired_wilcoxon,
+    summarise,
+    two_sample_test,
+    wilcoxon_test,
+)
+from egain.metrics.table import METRIC_NAMES, METRICS, MetricSpec, format_number, metric
 
 __all__ = [
     "HIGHER_IS_BETTER",
     "LPIPS",
+    "METRICS",
     "METRIC_CHOICES",
+    "METRIC_NAMES",
     "PIXEL_METRICS",
     "SCORE_COLUMNS",
     "AlexNetFeatures",
@@ -41,14 +59,20 @@ __all__ = [
     "Embedder",
     "EvaluationReport",
     "LPIPSUnavailable",
+    "MetricSpec",
     "Scorers",
     "VGG16Features",
+    "bootstrap_difference_ci",
     "bootstrap_mean_ci",
+    "describe",
     "evaluate_folders",
+    "format_number",
+    "format_p",
     "holm",
     "identity_similarity",
     "load_lpips",
     "mae",
+    "metric",
     "magface_quality",
     "mse",
     "pair_folders",
@@ -62,5 +86,7 @@ __all__ = [
     "score_batch",
     "ssim",
     "summarise",
+    "two_sample_test",
     "vif",
+    "wilcoxon_test",
 ]

@@ -36,7 +36,6 @@ from egain.metrics.identity import (
     resolve_embedder,
 )
 from egain.metrics.report import (
-    METRIC_COLUMNS,
     fit_tile,
     summary_markdown,
     write_boxplots,
@@ -45,6 +44,8 @@ from egain.metrics.report import (
     write_summary,
 )
 from egain.metrics.stats import summarise
+from egain.metrics.table import METRIC_NAMES, METRICS
+from egain.runtime.files import atomic_write_text
 from egain.utils.images import (
     IMAGE_EXTENSIONS,
     OWN_SIDE_FILES,
@@ -54,7 +55,9 @@ from egain.utils.images import (
 )
 
 #: what ``--metrics`` accepts: every score column; "ssim" gives both the [0, 1] and the raw column
-METRIC_CHOICES: tuple[str, ...] = METRIC_COLUMNS
+METRIC_CHOICES: tuple[str, ...] = METRIC_NAMES
+#: metrics scored by a network on float images (LPIPS, the face embedders)
+_MODEL_METRICS = frozenset(m.name for m in METRICS if m.needs != "pixels")
 DEFAULT_IDENTITY_BACKEND = "synthfaces-arcface"
 DEFAULT_MAGFACE_BACKEND = "synthfaces-magface"
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
@@ -63,12 +66,12 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"
 def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
     """Metric columns to compute, in CSV order ("ssim" implies "ssim_raw"; None or "all" = every one)."""
     if metrics is None:
-        return list(METRIC_COLUMNS)
+        return list(METRIC_NAMES)
     names = [
         m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()
     ]
     if names == ["all"]:
-        return list(METRIC_COLUMNS)
+        return list(METRIC_NAMES)
     aliases = {"ssim01": "ssim", "face_id": "id", "identity": "id", "vifp": "vif", "vif-p": "vif"}
     names = [aliases.get(n, n) for n in names]
     unknown = [n for n in names if n not in METRIC_CHOICES]
@@ -78,7 +81,7 @@ def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
         )
     if "ssim" in names:
         names.append("ssim_raw")
-    return [m for m in METRIC_COLUMNS if m in names]
+    return [m for m in METRIC_NAMES if m in names]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,7 +287,7 @@ def score_batch(
     pix = [m for m in metrics if m in PIXEL_METRICS]
     if pix:
         out.update(pixel_metrics(source, reconstruction, pix))
-    need_float = any(m in metrics for m in ("lpips", "id", "magface"))
+    need_float = any(m in _MODEL_METRICS for m in metrics)
     if need_float:
         fs = source.float() / 127.5 - 1.0 if source.dtype == torch.uint8 else source.float()
         fr = (
@@ -361,18 +364,19 @@ def _build_scorers(
                 )
         except CheckpointError as exc:
             unavailable["lpips"] = str(exc)
-    if "id" in metrics:
-        scorers.identity = resolve_embedder(identity_backend, device)
-        if not scorers.identity.available:
-            unavailable["id"] = scorers.identity.reason or "unavailable"
+    embedders = (
+        ("id", "identity", identity_backend, "Face ID: cosine similarity of '{}' embeddings"),
+        ("magface", "magface", magface_backend, "MagFace quality: embedding norm under '{}'"),
+    )
+    for name, attr, spec, note in embedders:
+        if name not in metrics:
+            continue
+        backend = resolve_embedder(spec, device)
+        setattr(scorers, attr, backend)
+        if backend.available:
+            notes.append(note.format(backend.spec))
         else:
-            notes.append(f"Face ID: cosine similarity of '{scorers.identity.spec}' embeddings")
-    if "magface" in metrics:
-        scorers.magface = resolve_embedder(magface_backend, device)
-        if not scorers.magface.available:
-            unavailable["magface"] = scorers.magface.reason or "unavailable"
-        else:
-            notes.append(f"MagFace quality: embedding norm under '{scorers.magface.spec}'")
+            unavailable[name] = backend.reason or "unavailable"
     return scorers, unavailable, notes
 
 
@@ -482,7 +486,7 @@ def evaluate_folders(
         for method in methods:
             if (n, method) in results:
                 r = results[(n, method)]
-                rows.append({"image": n, "method": method, **{k: r.get(k) for k in METRIC_COLUMNS}})
+                rows.append({"image": n, "method": method, **{k: r.get(k) for k in METRIC_NAMES}})
     if not rows:
         raise InputError("nothing could be scored: " + " | ".join(issues[:6]))
     method_names = [m for m in methods if any(r["method"] == m for r in rows)]
@@ -566,9 +570,7 @@ def _write_report(
         "notes": report.notes,
     }
     files.update(write_summary(report.summary, out, markdown=md, meta=meta))
-    issues_path = out / "issues.txt"
-    issues_path.write_text("".join(f"{i}\n" for i in report.issues), encoding="utf-8")
-    files["issues"] = issues_path
+    files["issues"] = atomic_write_text(out / "issues.txt", "".join(f"{i}\n" for i in report.issues))
     for p in write_boxplots(report.table(), report.metrics, out / "plots"):
         files[p.stem] = p
     if grid > 0:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -16,44 +15,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egain.metrics.stats import HIGHER_IS_BETTER, SUMMARY_COLUMNS
+from egain.metrics.stats import SUMMARY_COLUMNS, format_p
+from egain.metrics.table import METRIC_NAMES, find_metric, format_number, higher_is_better
+from egain.runtime.files import atomic_open, atomic_path, atomic_write_json, atomic_write_text
 
 #: columns of scores.csv, exactly in this order
-SCORE_COLUMNS: tuple[str, ...] = (
-    "image",
-    "method",
-    "ssim",
-    "ssim_raw",
-    "scc",
-    "vif",
-    "psnr",
-    "mae",
-    "mse",
-    "lpips",
-    "id",
-    "magface",
-)
-METRIC_COLUMNS: tuple[str, ...] = SCORE_COLUMNS[2:]
-
-METRIC_TITLES = {
-    "ssim": "SSIM, mapped to [0, 1]",
-    "ssim_raw": "SSIM (raw, [-1, 1])",
-    "scc": "SCC",
-    "vif": "VIF-p",
-    "psnr": "PSNR [dB]",
-    "mae": "MAE (intensity in [0, 1])",
-    "mse": "MSE (intensity in [0, 1])",
-    "lpips": "LPIPS",
-    "id": "Face ID similarity (cosine)",
-    "magface": "MagFace quality (embedding norm)",
-}
+SCORE_COLUMNS: tuple[str, ...] = ("image", "method", *METRIC_NAMES)
+METRIC_COLUMNS: tuple[str, ...] = METRIC_NAMES
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _title(name: str) -> str:
+    spec = find_metric(name)
+    return name if spec is None else spec.title
+
+
+def _digits(name: str) -> int:
+    spec = find_metric(name)
+    return 4 if spec is None else spec.digits
 
 
 def _fmt(v: float | None) -> str:
@@ -63,18 +41,22 @@ def _fmt(v: float | None) -> str:
     return repr(float(v))
 
 
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Mapping]) -> Path:
+    """A CSV with ``header`` as columns, written atomically; floats as round-trip reprs, missing
+    values (None, NaN, absent keys) as empty cells, ``inf`` kept."""
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            w.writerow(
+                [_fmt(v) if v is None or isinstance(v, float) else v for v in (r.get(k) for k in header)]
+            )
+    return Path(path)
+
+
 def write_scores_csv(rows: Sequence[Mapping], path: str | os.PathLike) -> Path:
     """One row per (image, method); empty cells where a metric was not computed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(SCORE_COLUMNS)
-        for r in rows:
-            w.writerow([r["image"], r["method"], *(_fmt(r.get(k)) for k in METRIC_COLUMNS)])
-    os.replace(tmp, path)
-    return path
+    return write_csv(path, SCORE_COLUMNS, rows)
 
 
 def read_scores_csv(path: str | os.PathLike) -> list[dict]:
@@ -92,24 +74,6 @@ def read_scores_csv(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def _num(v: float, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return f"{v:.{digits}f}"
-
-
-def _p(v: float) -> str:
-    if v is None or math.isnan(v):
-        return "–"
-    return f"{v:.2e}" if v < 1e-3 else f"{v:.3f}"
-
-
-def _digits(metric: str) -> int:
-    return {"psnr": 2, "magface": 2, "mae": 5, "mse": 6}.get(metric, 4)
-
-
 def summary_markdown(
     records: Sequence[Mapping],
     *,
@@ -124,27 +88,26 @@ def summary_markdown(
     lines += [f"- {h}" for h in header_lines]
     if header_lines:
         lines.append("")
-    metrics = list(dict.fromkeys(r["metric"] for r in records))
-    for metric in metrics:
-        rows = [r for r in records if r["metric"] == metric]
-        higher = HIGHER_IS_BETTER.get(metric, True)
+    for name in dict.fromkeys(r["metric"] for r in records):
+        rows = [r for r in records if r["metric"] == name]
+        higher = higher_is_better(name)
         arrow = "higher is better" if higher else "lower is better"
         finite = [r["mean"] for r in rows if r["n"] and math.isfinite(r["mean"])]
         best = (max(finite) if higher else min(finite)) if finite else None
-        d = _digits(metric)
-        lines += [f"## {METRIC_TITLES.get(metric, metric)} (`{metric}`, {arrow})", ""]
+        d = _digits(name)
+        lines += [f"## {_title(name)} (`{name}`, {arrow})", ""]
         lines += [
             "| method | n | mean ± std | median | 95 % CI of mean | vs (best other) | p (Wilcoxon) | p (Holm) |"
         ]
         lines += ["| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
         for r in rows:
-            ms = f"{_num(r['mean'], d)} ± {_num(r['std'], d)}"
+            ms = f"{format_number(r['mean'], d)} ± {format_number(r['std'], d)}"
             if best is not None and r["n"] and r["mean"] == best:
                 ms = f"**{ms}**"
-            ci = f"[{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]"
+            ci = f"[{format_number(r['ci_low'], d)}, {format_number(r['ci_high'], d)}]"
             lines.append(
-                f"| {r['method']} | {r['n']} | {ms} | {_num(r['median'], d)} | {ci} | "
-                f"{r['compared_with'] or '–'} | {_p(r['p_value'])} | {_p(r['p_holm'])} |"
+                f"| {r['method']} | {r['n']} | {ms} | {format_number(r['median'], d)} | {ci} | "
+                f"{r['compared_with'] or '–'} | {format_p(r['p_value'])} | {format_p(r['p_holm'])} |"
             )
         lines.append("")
     if notes:
@@ -158,18 +121,6 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def _json_clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, dict):
-        return {k: _json_clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_clean(x) for x in v]
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
 def write_summary(
     records: Sequence[Mapping],
     out_dir: str | os.PathLike,
@@ -180,65 +131,82 @@ def write_summary(
     """summary.md, summary.csv (one row per metric and method) and summary.json (records + meta)."""
     out = Path(out_dir)
     paths = {
-        "summary_md": out / "summary.md",
-        "summary_csv": out / "summary.csv",
-        "summary_json": out / "summary.json",
+        "summary_md": atomic_write_text(out / "summary.md", markdown),
+        "summary_csv": write_csv(out / "summary.csv", SUMMARY_COLUMNS, records),
     }
-    _atomic_text(paths["summary_md"], markdown)
-    tmp = paths["summary_csv"].with_name(".summary.csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(SUMMARY_COLUMNS)
-        for r in records:
-            w.writerow([_fmt(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS])
-    os.replace(tmp, paths["summary_csv"])
     doc = {**(meta or {}), "summary": [dict(r) for r in records]}
-    _atomic_text(paths["summary_json"], json.dumps(_json_clean(doc), indent=2, allow_nan=False) + "\n")
+    paths["summary_json"] = atomic_write_json(out / "summary.json", doc)
     return paths
+
+
+#: one box plot panel: (values per method, metric name, subtitle or None)
+BoxPanel = tuple[Mapping[str, np.ndarray], str, str | None]
+
+
+def _draw_boxes(ax, panel: BoxPanel, small: bool) -> None:
+    """A box per method (finite values only; an empty method keeps its place), the mean as a
+    white diamond, the title naming the metric, its direction and the subtitle."""
+    data, name, subtitle = panel
+    methods = list(data)
+    boxes = []
+    for m in methods:
+        v = np.asarray(data[m], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        boxes.append(v if v.size else np.array([np.nan]))
+    marker = {
+        "marker": "D",
+        "markerfacecolor": "white",
+        "markeredgecolor": "black",
+        "markersize": 4 if small else 5,
+    }
+    ax.boxplot(boxes, showmeans=True, meanprops=marker)
+    if small:
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
+    else:
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20 if len(methods) > 4 else 0)
+    title = f"{_title(name)} {'↑' if higher_is_better(name) else '↓'}"
+    ax.set_title(title + (f" -- {subtitle}" if subtitle else ""), fontsize=8 if small else None)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def write_boxplot_figure(panels: Sequence[Sequence[BoxPanel]], path: str | os.PathLike) -> Path:
+    """One PNG of box-plot panels laid out as rows x columns (``panels[row][column]``), written
+    atomically: the one box-plot writer of ``egain evaluate`` and ``egain compare``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(panels), max(len(r) for r in panels)
+    if n_rows * n_cols == 1:
+        n_methods = len(panels[0][0][0])
+        fig, axes = plt.subplots(figsize=(max(3.5, 1.2 * n_methods + 1.5), 4.0), dpi=110, squeeze=False)
+    else:
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.0 * n_cols, 3.5 * n_rows), dpi=100, squeeze=False)
+    for i, row in enumerate(panels):
+        for j in range(n_cols):
+            if j < len(row):
+                _draw_boxes(axes[i][j], row[j], small=n_rows * n_cols > 1)
+            else:
+                axes[i][j].axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return Path(path)
 
 
 def write_boxplots(
     scores: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str], out_dir: str | os.PathLike
 ) -> list[Path]:
     """One PNG per metric (``box_<metric>.png``): a box per method, the mean as a marker."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    methods = list(scores)
     paths = []
-    for metric in metrics:
-        data = []
-        for m in methods:
-            v = np.asarray(scores[m][metric], dtype=np.float64)
-            data.append(v[np.isfinite(v)])
-        if not any(d.size for d in data):
+    for name in metrics:
+        data = {m: np.asarray(scores[m][name], dtype=np.float64) for m in scores}
+        if not any(np.isfinite(v).any() for v in data.values()):
             continue
-        fig, ax = plt.subplots(figsize=(max(3.5, 1.2 * len(methods) + 1.5), 4.0), dpi=110)
-        ax.boxplot(
-            [d if d.size else np.array([np.nan]) for d in data],
-            showmeans=True,
-            meanprops={
-                "marker": "D",
-                "markerfacecolor": "white",
-                "markeredgecolor": "black",
-                "markersize": 5,
-            },
-        )
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20 if len(methods) > 4 else 0)
-        arrow = "↑" if HIGHER_IS_BETTER.get(metric, True) else "↓"
-        ax.set_title(f"{METRIC_TITLES.get(metric, metric)} {arrow}")
-        ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        path = out / f"box_{metric}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp)
-        plt.close(fig)
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(write_boxplot_figure([[(data, name, None)]], out / f"box_{name}.png"))
     return paths
 
 
@@ -294,9 +262,6 @@ def write_image_grid(
         while len(text) > 1 and draw.textlength(text, font=font) > w - 4:
             text = text[:-1]
         draw.text((padding + j * (w + padding) + 3, 2), text, fill=(0, 0, 0), font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return Path(path)

@@ -17,25 +17,16 @@ from typing import Any
 import torch
 
 from egain.errors import CheckpointError
+from egain.runtime.files import atomic_open
 
 FORMAT_KEY = "egain_format"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` that never leaves a half-written file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_open(path, "wb", fsync=True) as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def load_checkpoint(

@@ -8,7 +8,6 @@ measured, never typed by hand.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from egain.runtime.files import atomic_write_json
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
@@ -124,10 +125,7 @@ def write_run_info(
         "hardware": hardware_description(device),
         **(extra or {}),
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, info)
     return info
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from egain.faces.preprocess import FacePreprocess
 from egain.faces.verification import plot_verification, verify
 from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from egain.runtime.files import atomic_path
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
@@ -194,10 +194,9 @@ def _save_curves(log_path: Path, png: Path) -> None:
         axes[2].set_xlabel("step")
         axes[2].set_title("held-out identities")
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp")
-    fig.savefig(tmp, dpi=90, format="png")
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    os.replace(tmp, png)
 
 
 def save_quality_grid(faces: FaceSet, emb: torch.Tensor, path: Path, n: int = 16) -> None:

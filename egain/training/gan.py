@@ -52,6 +52,7 @@ from egain.losses.adversarial import (
 )
 from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, broadcast_module, cleanup
+from egain.runtime.files import atomic_path, atomic_write_json, atomic_write_text
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
@@ -555,7 +556,7 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     if di.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+        atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
         if thread_warning:
             print(f"egain gan train: warning: {thread_warning}", file=sys.stderr)
             logger.log({"event": "warning", "message": thread_warning})
@@ -760,7 +761,7 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     if di.enabled:
         # every rank leaves its weights' fingerprint; they must agree bit for bit
         (out / "ranks").mkdir(parents=True, exist_ok=True)
-        (out / "ranks" / f"rank{di.rank}.json").write_text(json.dumps({"step": step, **hashes}))
+        atomic_write_json(out / "ranks" / f"rank{di.rank}.json", {"step": step, **hashes}, indent=None)
         all_hashes = _gather_objects(hashes, di)
         summary["ranks_agree"] = all(h == all_hashes[0] for h in all_hashes)
         if di.is_main and not summary["ranks_agree"]:
@@ -801,12 +802,10 @@ def plot_training_log(log_path: str | os.PathLike, out_png: str | os.PathLike) -
         ax.set_xlabel("kimg")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    return Path(out_png)
 
 
 def _chain_first(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:

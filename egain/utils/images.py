@@ -113,11 +113,11 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
     """Save a (3, H, W) tensor in [-1, 1] as an 8-bit image; the write is atomic."""
+    from egain.runtime.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tensor_to_pil(image).save(tmp, format=_format_for(path))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tensor_to_pil(image).save(tmp, format=_format_for(path))
 
 
 def _format_for(path: Path) -> str:

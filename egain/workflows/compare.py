@@ -1,35 +1,42 @@
 """``egain compare``: the comparison of the bundled methods that produces the README table.
 
-Steps (each with a progress bar):
+A claim measured on one draw of images can be luck: "the SCC advantage of egain over e4e is larger
+on the hard set" held on seed 0 (p = 1.9e-5) and on neither of two further seeds. So the whole
+comparison is repeated on several *seeds* -- independent draws of the evaluation sets (seed k is
+``replicate`` k of the synthfaces recipes: disjoint held-out identities; seed 0 is the original
+pair of sets) -- and every claim is judged per seed and on the images of all seeds pooled. A claim
+is stated as holding only when it holds on every seed *and* pooled (with at least two seeds), and
+no verdict is given on fewer than ``min_n`` images per set and seed.
+
+Steps (each with a progress bar), per seed:
 
 1. render the synthfaces evaluation recipes (``eval``: 500 held-out identities; ``hard``: 200 with
    rare details) at the models' input size into OUT/data/ (reused when already there);
 2. invert every set with every bundled method, timing ``invert`` per image, counting parameters;
-3. score with the ``egain evaluate`` engine (OUT/<set>/report/);
-4. combine: OUT/comparison.{md,csv,json} -- per set and method: ID, SSIM in [0,1], SCC, VIF,
-   MagFace, PSNR, MAE (mean ± std), time per image and parameters; OUT/stats.csv -- paired
-   Wilcoxon signed-rank tests of egain against e4e, e4e-swagan and hfgi on ID, SSIM, SCC and VIF; the SCC advantage of
-   egain over e4e on the hard set against the normal set (Mann-Whitney U on the per-image
-   differences, bootstrap CI of the difference of mean advantages); OUT/plots/ -- box plots;
-5. with ``readme``: rewrite the block between ``<!-- comparison:start -->`` and
-   ``<!-- comparison:end -->`` with the table, the tests, the box plots and each set's
-   reconstruction grid (``report/grid.png``; copied next to it).
+3. score with the ``egain evaluate`` engine (OUT/seed<k>/<set>/report/);
 
-The claim under test (seeds/000, Table I and Fig. 3): egain beats e4e on ID, SSIM, SCC and VIF
-(p < 0.01), and its SCC advantage is larger on images with rare high-frequency details. The block
-states whether the measured numbers support it; they are reported as they are either way.
+then:
+
+4. combine: OUT/comparison.{md,csv,json} -- per seed (and pooled), set and method: ID, SSIM in
+   [0,1], SCC, VIF, MagFace, PSNR, MAE (mean ± std), time per image and parameters;
+   OUT/stats.csv -- paired Wilcoxon signed-rank tests of egain against e4e, e4e-swagan and hfgi on
+   ID, SSIM, SCC and VIF, and the SCC advantage of egain over e4e on the hard set against the
+   evaluation set (Mann-Whitney U, bootstrap CI), per seed and pooled; OUT/claims.csv -- each
+   claim's verdict per seed, pooled, and "holds on k of n seeds"; OUT/plots/ -- box plots (pooled);
+5. with ``readme``: rewrite the block between ``<!-- comparison:start -->`` and
+   ``<!-- comparison:end -->`` with the tables, the claims, the box plots and each set's
+   reconstruction grid (``report/grid.png`` of the first seed; copied next to it).
+
+The claims under test (seeds/000, Table I and Fig. 3): egain beats e4e (and e4e-swagan, hfgi) on
+ID, SSIM, SCC and VIF (p < 0.01), and its SCC advantage over e4e is larger on images with rare
+high-frequency details. The numbers are reported as they are either way.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
-import shutil
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,10 @@ import torch
 
 from egain.errors import InputError
 from egain.metrics.functional import VIF_MIN_SIZE
+from egain.metrics.report import write_boxplot_figure, write_csv
+from egain.metrics.stats import describe, format_p, two_sample_test, wilcoxon_test
+from egain.metrics.table import format_number, metric
+from egain.runtime.files import atomic_copy, atomic_write_json, atomic_write_text
 from egain.workflows.bundled import (
     COMPARE_METHODS,
     EMBEDDERS,
@@ -49,40 +60,93 @@ from egain.workflows.bundled import (
 )
 from egain.workflows.inversion import InversionRun, invert_files
 
+__all__ = [
+    "ALPHA",
+    "CONTRASTS",
+    "DEFAULT_SEEDS",
+    "MARK_END",
+    "MARK_START",
+    "MIN_N",
+    "CompareResult",
+    "advantage_test",
+    "claim_verdicts",
+    "parse_seeds",
+    "replace_block",
+    "run_compare",
+    "table_markdown",
+    "verdict_lines",
+    "wilcoxon_test",
+]
+
 SETS = ("eval", "hard")
 SET_TITLES = {"eval": "evaluation set", "hard": "hard set (rare details)"}
 MARK_START = "<!-- comparison:start -->"
 MARK_END = "<!-- comparison:end -->"
-#: table columns: (metric key, header, digits)
-TABLE_COLUMNS = (
-    ("id", "ID ↑", 3),
-    ("ssim", "SSIM ↑", 3),
-    ("scc", "SCC ↑", 3),
-    ("vif", "VIF ↑", 3),
-    ("magface", "MagFace ↑", 2),
-    ("psnr", "PSNR ↑", 2),
-    ("mae", "MAE ↓", 4),
-)
+#: metrics of the table, in column order (headers and digits come from the metric table)
+TABLE_METRICS = ("id", "ssim", "scc", "vif", "magface", "psnr", "mae")
+#: metrics of the paired tests and of the claims
 TESTED = ("id", "ssim", "scc", "vif")
+#: metrics scored by the evaluate engine
 METRICS = ("ssim", "scc", "vif", "psnr", "mae", "mse", "id", "magface")
 #: (challenger, reference) pairs tested per set; the first is the claim the README states first
 CONTRASTS = (("egain", "e4e"), ("egain", "e4e-swagan"), ("egain", "hfgi"))
+#: the contrast and metric whose advantage is compared between the hard and the evaluation set
+ADVANTAGE = ("egain", "e4e", "scc")
 ALPHA = 0.01
+#: seeds when none are given: three independent draws of the sets
+DEFAULT_SEEDS = (0, 1, 2)
+#: fewest images per set and seed on which a verdict is given
+MIN_N = 30
+POOLED = "pooled"
+HOLDS, FAILS, TOO_FEW = "holds", "does not hold", "too few images"
+
+Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # set -> method -> metric -> per-image values
 
 
 @dataclass
 class CompareResult:
+    """What ``run_compare`` produced. ``table`` and ``tests`` hold one record per seed and set (and
+    the pooled ones, ``seed == "pooled"``); ``claims`` one record per claim (see
+    :func:`claim_verdicts`); ``warnings`` the lines about too small samples."""
+
     out: Path
     table: list[dict]
     tests: list[dict]
-    advantage: dict | None
+    advantages: list[dict]
+    claims: list[dict]
+    seeds: list[int]
     files: dict[str, Path] = field(default_factory=dict)
     markdown: str = ""
     metrics: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------------
 # data
+
+
+def parse_seeds(seeds: str | int | Sequence[int] | None) -> list[int]:
+    """``"0,1,2"`` (or ``"0-4"``, or a sequence) as a list of distinct non-negative seeds."""
+    if seeds is None:
+        return list(DEFAULT_SEEDS)
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    items: list[int] = []
+    parts = [p.strip() for p in seeds.split(",")] if isinstance(seeds, str) else list(seeds)
+    try:
+        for p in parts:
+            if isinstance(p, str) and "-" in p.strip("-"):
+                lo, hi = (int(x) for x in p.split("-", 1))
+                items += list(range(lo, hi + 1))
+            elif p != "":
+                items.append(int(p))
+    except ValueError:
+        items = [-1]
+    if not items or any(s < 0 for s in items) or len(set(items)) != len(items):
+        raise InputError(
+            f"--seeds must be a comma list of distinct non-negative integers (e.g. 0,1,2), got {seeds!r}"
+        )
+    return items
 
 
 def _recipe_count(name: str, n: int | None) -> int:
@@ -92,57 +156,37 @@ def _recipe_count(name: str, n: int | None) -> int:
     return full if n is None else min(int(n), full)
 
 
-def prepare_set(root: Path, name: str, count: int, size: int, workers: int, progress: bool) -> Path:
-    """Render recipe ``name`` (``count`` images at ``size`` px) into root/<name>-<size>px-<count>,
-    or reuse it when a complete earlier rendering is there (the recipe is deterministic)."""
+def prepare_set(
+    root: Path, name: str, count: int, size: int, workers: int, progress: bool, seed: int = 0
+) -> Path:
+    """Render recipe ``name`` of ``seed`` (``count`` images at ``size`` px) into
+    root/<name>-<size>px-<count>[-seed<k>], or reuse a complete earlier rendering (recipes are
+    deterministic; seed 0 keeps the folder name it had before there were seeds)."""
+    import json
+
     from egain.data.synthfaces import write_synthfaces
 
-    folder = root / f"{name}-{size}px-{count}"
+    folder = root / f"{name}-{size}px-{count}" if seed == 0 else root / f"{name}-{size}px-{count}-seed{seed}"
     labels = folder / "labels.jsonl"
     if labels.exists():
         lines = labels.read_text(encoding="utf-8").splitlines()
         if len(lines) == count and all((folder / json.loads(x)["file"]).exists() for x in lines):
             return folder
     write_synthfaces(
-        folder, size=size, recipe=name, count=count, workers=workers, overwrite=True, show_progress=progress
+        folder,
+        size=size,
+        recipe=name,
+        count=count,
+        workers=workers,
+        overwrite=True,
+        show_progress=progress,
+        replicate=seed,
     )
     return folder
 
 
 # ------------------------------------------------------------------------------------------------
-# statistics
-
-
-def wilcoxon_test(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True) -> dict[str, Any]:
-    """Paired Wilcoxon signed-rank test of a against b on the same images.
-
-    Returns the two-sided p (the paper's test of a median difference), the one-sided p for "a is
-    better than b", the median and mean of the per-image differences (oriented so that positive
-    means a is better) and the fraction of images where a is better.
-    """
-    from scipy import stats
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    d = (a[ok] - b[ok]) * (1.0 if higher_is_better else -1.0)
-    out: dict[str, Any] = {"n": int(d.size)}
-    if d.size == 0:
-        return {
-            **out,
-            "median_diff": math.nan,
-            "mean_diff": math.nan,
-            "win_rate": math.nan,
-            "p_two_sided": math.nan,
-            "p_greater": math.nan,
-        }
-    out.update(median_diff=float(np.median(d)), mean_diff=float(np.mean(d)), win_rate=float(np.mean(d > 0)))
-    if not np.any(d != 0):
-        return {**out, "p_two_sided": 1.0, "p_greater": 1.0}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        two = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-        one = stats.wilcoxon(d, zero_method="wilcox", alternative="greater")
-    return {**out, "p_two_sided": float(two.pvalue), "p_greater": float(one.pvalue)}
+# statistics (the tests themselves live in egain.metrics.stats)
 
 
 def advantage_test(
@@ -152,84 +196,259 @@ def advantage_test(
 
     The two sets hold different images, so the test is unpaired: one-sided Mann-Whitney U
     (hard > normal) on the per-image differences, and a percentile bootstrap CI of the difference
-    of the mean advantages (resampling images within each set).
+    of the mean advantages (:func:`egain.metrics.stats.two_sample_test`, keys renamed).
     """
-    from scipy import stats
-
-    h = np.asarray(d_hard, dtype=np.float64)
-    e = np.asarray(d_normal, dtype=np.float64)
-    h, e = h[np.isfinite(h)], e[np.isfinite(e)]
-    out: dict[str, Any] = {
-        "n_hard": int(h.size),
-        "n_normal": int(e.size),
-        "mean_hard": float(h.mean()) if h.size else math.nan,
-        "mean_normal": float(e.mean()) if e.size else math.nan,
-        "median_hard": float(np.median(h)) if h.size else math.nan,
-        "median_normal": float(np.median(e)) if e.size else math.nan,
+    t = two_sample_test(d_hard, d_normal, n_boot=n_boot, seed=seed)
+    return {
+        "n_hard": t["n_x"],
+        "n_normal": t["n_y"],
+        "mean_hard": t["mean_x"],
+        "mean_normal": t["mean_y"],
+        "median_hard": t["median_x"],
+        "median_normal": t["median_y"],
+        "difference": t["difference"],
+        "p_greater": t["p_greater"],
+        "ci_low": t["ci_low"],
+        "ci_high": t["ci_high"],
     }
-    out["difference"] = out["mean_hard"] - out["mean_normal"]
-    if h.size == 0 or e.size == 0:
-        return {**out, "p_greater": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    if np.ptp(np.concatenate([h, e])) == 0:
-        p = 1.0
+
+
+def pool_scores(per_seed: Mapping[int, Scores]) -> Scores:
+    """The per-image scores of all seeds, concatenated per set, method and metric (the seeds hold
+    disjoint identities, so the pool is one larger sample)."""
+    first = next(iter(per_seed.values()))
+    return {
+        s: {
+            m: {
+                k: np.concatenate([np.asarray(per_seed[seed][s][m][k]) for seed in per_seed])
+                for k in first[s][m]
+            }
+            for m in first[s]
+        }
+        for s in first
+    }
+
+
+def contrast_tests(scores: Scores, labels: Sequence[str], seed: int | str) -> list[dict]:
+    """The paired Wilcoxon tests of every contrast on every set and tested metric."""
+    tests = []
+    for set_name, per_method in scores.items():
+        for challenger, reference in CONTRASTS:
+            if challenger not in labels or reference not in labels:
+                continue
+            for name in TESTED:
+                if name not in per_method[challenger]:
+                    continue
+                t = wilcoxon_test(
+                    per_method[challenger][name], per_method[reference][name], metric(name).higher_is_better
+                )
+                tests.append(
+                    {
+                        "seed": seed,
+                        "set": set_name,
+                        "challenger": challenger,
+                        "reference": reference,
+                        "metric": name,
+                        **t,
+                    }
+                )
+    return tests
+
+
+def hard_set_advantage(scores: Scores, labels: Sequence[str], seed: int | str, n_boot: int) -> dict | None:
+    """The advantage test of :data:`ADVANTAGE`, when both sets and both methods were run."""
+    c, r, name = ADVANTAGE
+    if not ({"eval", "hard"} <= set(scores) and {c, r} <= set(labels) and name in scores["eval"][c]):
+        return None
+    diff = {s: np.asarray(scores[s][c][name]) - np.asarray(scores[s][r][name]) for s in ("eval", "hard")}
+    return {
+        "seed": seed,
+        "challenger": c,
+        "reference": r,
+        "metric": name,
+        **advantage_test(diff["hard"], diff["eval"], n_boot),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# claims
+
+
+def _claim_texts(labels: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, statement) of every claim the chosen methods allow."""
+    claims = []
+    for c, r in CONTRASTS:
+        if c in labels and r in labels:
+            claims.append(
+                (
+                    f"{c}>{r}",
+                    f"{c} beats {r} on {', '.join(TESTED)} on the evaluation set (Wilcoxon p < {ALPHA})",
+                )
+            )
+    c, r, name = ADVANTAGE
+    if c in labels and r in labels:
+        claims.append(
+            (
+                f"{name}-advantage",
+                f"the {metric(name).label} advantage of {c} over {r} is larger on the hard set than on the "
+                f"evaluation set (Mann-Whitney U p < {ALPHA})",
+            )
+        )
+    return claims
+
+
+def _judge(key: str, tests: Sequence[dict], advantage: dict | None, min_n: int) -> dict | None:
+    """One claim on one seed (or pooled): {"verdict": holds | does not hold | too few images,
+    "n": images it rests on, "detail": what failed, or the numbers}."""
+    if key.endswith("-advantage"):
+        if advantage is None:
+            return None
+        n = min(advantage["n_hard"], advantage["n_normal"])
+        ok = advantage["difference"] > 0 and advantage["p_greater"] < ALPHA
+        detail = f"Δ {format_number(advantage['difference'], 4)}, p {format_p(advantage['p_greater'])}"
     else:
-        p = float(stats.mannwhitneyu(h, e, alternative="greater").pvalue)
-    rng = np.random.default_rng(seed)
-    boots = rng.choice(h, size=(n_boot, h.size)).mean(1) - rng.choice(e, size=(n_boot, e.size)).mean(1)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {**out, "p_greater": p, "ci_low": float(lo), "ci_high": float(hi)}
+        c, r = key.split(">", 1)
+        rows = [t for t in tests if t["set"] == "eval" and (t["challenger"], t["reference"]) == (c, r)]
+        if not rows:
+            return None
+        n = min(t["n"] for t in rows)
+        failed = [t["metric"] for t in rows if not (t["mean_diff"] > 0 and t["p_two_sided"] < ALPHA)]
+        ok = not failed
+        detail = f"fails for {', '.join(failed)}" if failed else ""
+    if n < min_n:
+        return {"verdict": TOO_FEW, "n": n, "detail": f"too few images (n={n}) for a verdict"}
+    return {"verdict": HOLDS if ok else FAILS, "n": n, "detail": detail}
+
+
+def claim_verdicts(
+    tests: Sequence[dict],
+    advantages: Sequence[dict],
+    seeds: Sequence[int],
+    labels: Sequence[str],
+    min_n: int = MIN_N,
+) -> list[dict]:
+    """Each claim judged per seed and pooled, with its replication count and overall verdict.
+
+    ``tests`` / ``advantages`` are records with a ``seed`` key (an int, or "pooled"). The overall
+    verdict: *holds* when the claim holds on every seed and pooled, with at least two seeds;
+    *does not hold* when it holds on none and not pooled; *does not replicate* otherwise; *no
+    verdict* when any seed (or the pool) has fewer than ``min_n`` images, or only one seed was run
+    (then it says what that seed showed).
+    """
+    out = []
+    for key, statement in _claim_texts(labels):
+        per: dict[str, dict] = {}
+        for s in [*seeds, POOLED]:
+            adv = next((a for a in advantages if a["seed"] == s), None)
+            judged = _judge(key, [t for t in tests if t["seed"] == s], adv, min_n)
+            if judged is not None:
+                per[str(s)] = judged
+        if not per:
+            continue
+        seed_verdicts = [per[str(s)]["verdict"] for s in seeds if str(s) in per]
+        pooled = per.get(POOLED, {"verdict": TOO_FEW})["verdict"]
+        k = sum(v == HOLDS for v in seed_verdicts)
+        if TOO_FEW in seed_verdicts or pooled == TOO_FEW:
+            n = min(v["n"] for v in per.values())
+            overall = f"no verdict: too few images (n={n} per set and seed; at least {min_n} needed)"
+        elif len(seeds) < 2:
+            overall = f"not replicated: {per[str(seeds[0])]['verdict']} on the one seed run"
+        elif k == len(seeds) and pooled == HOLDS:
+            overall = HOLDS
+        elif k == 0 and pooled != HOLDS:
+            overall = FAILS
+        else:
+            overall = "does not replicate"
+        out.append(
+            {
+                "claim": key,
+                "statement": statement,
+                "per_seed": per,
+                "holds_on": k,
+                "seeds": len(seeds),
+                "pooled": pooled,
+                "verdict": overall,
+            }
+        )
+    return out
+
+
+def verdict_lines(claims: Sequence[dict]) -> list[str]:
+    """Plain statements of whether each claim holds: only a claim that holds on every seed and
+    pooled is stated as holding; the others say on how many seeds it held."""
+    lines = []
+    for c in claims:
+        count = f"holds on {c['holds_on']} of {c['seeds']} seed{'s' if c['seeds'] != 1 else ''}"
+        lines.append(f"- {c['statement']}: **{c['verdict']}** ({count}; pooled: {c['pooled']}).")
+    return lines
+
+
+def claims_markdown(claims: Sequence[dict], seeds: Sequence[int]) -> str:
+    """A table: one row per claim, its verdict per seed, pooled, and overall."""
+    if not claims:
+        return ""
+    head = "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled | holds on | verdict |"
+    lines = [head, "|---|" + "---|" * (len(seeds) + 3)]
+
+    def cell(v: dict | None) -> str:
+        if v is None:
+            return "–"
+        if v["verdict"] == TOO_FEW:
+            return f"too few (n={v['n']})"
+        return v["verdict"] + (f" ({v['detail']})" if v["detail"] else "")
+
+    for c in claims:
+        cells = [cell(c["per_seed"].get(str(s))) for s in seeds] + [cell(c["per_seed"].get(POOLED))]
+        lines.append(
+            f"| {c['statement']} | "
+            + " | ".join(cells)
+            + f" | {c['holds_on']} of {c['seeds']} | **{c['verdict']}** |"
+        )
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------
 # tables and plots
 
 
-def _fmt(v: float, digits: int) -> str:
-    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
-
-
-def _p(v: float) -> str:
-    if v is None or not math.isfinite(v):
-        return "–"
-    return f"{v:.1e}" if v < 1e-3 else f"{v:.3f}"
-
-
 def combined_rows(
-    scores: dict[str, dict[str, dict[str, np.ndarray]]], runs: dict[str, dict[str, InversionRun]]
+    scores: Scores, runs: Mapping[str, Mapping[str, Sequence[InversionRun]]], seed: int | str
 ) -> list[dict]:
-    """One record per (set, method): n, mean/std/median per metric, ms per image, parameters."""
+    """One record per (set, method) of one seed (or the pool): n, mean/std/median per metric, ms
+    per image (over all the runs given), parameters."""
     rows = []
     for set_name, per_method in scores.items():
-        for label, metrics in per_method.items():
-            run = runs[set_name][label]
-            rec: dict[str, Any] = {"set": set_name, "method": label}
-            for key, _, _ in TABLE_COLUMNS:
-                v = np.asarray(metrics.get(key, []), dtype=np.float64)
-                v = v[np.isfinite(v)]
-                rec[f"{key}_mean"] = float(v.mean()) if v.size else math.nan
-                rec[f"{key}_std"] = float(v.std(ddof=1)) if v.size > 1 else (0.0 if v.size else math.nan)
-                rec[f"{key}_median"] = float(np.median(v)) if v.size else math.nan
-            rec["n"] = int(max((np.isfinite(np.asarray(m)).sum() for m in metrics.values()), default=0))
-            rec["ms_per_image"] = run.seconds_per_image * 1000.0
-            rec["parameters"] = run.parameters
-            rec["parameters_without_generator"] = run.parameters_without_generator
+        for label, values in per_method.items():
+            done = runs[set_name][label]
+            rec: dict[str, Any] = {"seed": seed, "set": set_name, "method": label}
+            for name in TABLE_METRICS:
+                d = describe(values.get(name, np.array([])), n_boot=0)
+                rec.update(
+                    {f"{name}_mean": d["mean"], f"{name}_std": d["std"], f"{name}_median": d["median"]}
+                )
+            rec["n"] = int(max((np.isfinite(np.asarray(v)).sum() for v in values.values()), default=0))
+            images = sum(r.images for r in done)
+            rec["ms_per_image"] = 1000.0 * sum(r.seconds_per_image * r.images for r in done) / max(1, images)
+            rec["parameters"] = done[0].parameters
+            rec["parameters_without_generator"] = done[0].parameters_without_generator
             rows.append(rec)
     return rows
 
 
 def table_markdown(rows: Sequence[dict], metrics: Sequence[str]) -> str:
-    cols = [c for c in TABLE_COLUMNS if c[0] in metrics]
+    """The Markdown table of :func:`combined_rows` records (mean ± std per metric)."""
+    cols = [metric(k) for k in TABLE_METRICS if k in metrics]
     head = (
-        "| set | method | "
-        + " | ".join(h for _, h, _ in cols)
+        "| set | method | n | "
+        + " | ".join(c.header for c in cols)
         + " | time / image (ms) | parameters (M, encoder only) |"
     )
-    lines = [head, "|---|---|" + "---|" * (len(cols) + 2)]
+    lines = [head, "|---|---|---|" + "---|" * (len(cols) + 2)]
     for r in rows:
-        cells = [f"{_fmt(r[f'{k}_mean'], d)} ± {_fmt(r[f'{k}_std'], d)}" for k, _, d in cols]
+        cells = [f"{c.format(r[f'{c.name}_mean'])} ± {c.format(r[f'{c.name}_std'])}" for c in cols]
         params = f"{r['parameters'] / 1e6:.2f} ({r['parameters_without_generator'] / 1e6:.2f})"
         lines.append(
-            f"| {r['set']} | {r['method']} | "
+            f"| {r['set']} | {r['method']} | {r['n']} | "
             + " | ".join(cells)
             + f" | {r['ms_per_image']:.1f} | {params} |"
         )
@@ -237,6 +456,7 @@ def table_markdown(rows: Sequence[dict], metrics: Sequence[str]) -> str:
 
 
 def tests_markdown(tests: Sequence[dict], advantage: dict | None) -> str:
+    """The paired tests as a table, then the hard-set advantage as a sentence."""
     lines = []
     if tests:
         lines += [
@@ -244,121 +464,42 @@ def tests_markdown(tests: Sequence[dict], advantage: dict | None) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for t in tests:
+            spec = metric(t["metric"])
             lines.append(
                 f"| {t['set']} | {t['challenger']} vs {t['reference']} | {t['metric']} | {t['n']} | "
-                f"{_fmt(t['median_diff'], 4)} | {_fmt(t['mean_diff'], 4)} | {_fmt(100 * t['win_rate'], 0)} % | "
-                f"{_p(t['p_two_sided'])} | {_p(t['p_greater'])} |"
+                f"{spec.format(t['median_diff'])} | {spec.format(t['mean_diff'])} | "
+                f"{format_number(100 * t['win_rate'], 0)} % | {format_p(t['p_two_sided'])} | {format_p(t['p_greater'])} |"
             )
     if advantage:
         a = advantage
+        d = metric(a["metric"]).digits
         lines += [
             "",
-            f"SCC advantage of {a['challenger']} over {a['reference']} (per-image SCC difference): "
-            f"hard set mean {_fmt(a['mean_hard'], 4)} (median {_fmt(a['median_hard'], 4)}, n={a['n_hard']}), "
-            f"evaluation set mean {_fmt(a['mean_normal'], 4)} (median {_fmt(a['median_normal'], 4)}, n={a['n_normal']}); "
-            f"difference {_fmt(a['difference'], 4)} (95 % bootstrap CI {_fmt(a['ci_low'], 4)} .. {_fmt(a['ci_high'], 4)}), "
-            f"one-sided Mann-Whitney U p = {_p(a['p_greater'])}.",
+            f"{metric(a['metric']).label} advantage of {a['challenger']} over {a['reference']} (per-image difference): "
+            f"hard set mean {format_number(a['mean_hard'], d)} (median {format_number(a['median_hard'], d)}, "
+            f"n={a['n_hard']}), evaluation set mean {format_number(a['mean_normal'], d)} "
+            f"(median {format_number(a['median_normal'], d)}, n={a['n_normal']}); difference "
+            f"{format_number(a['difference'], d)} (95 % bootstrap CI {format_number(a['ci_low'], d)} .. "
+            f"{format_number(a['ci_high'], d)}), one-sided Mann-Whitney U p = {format_p(a['p_greater'])}.",
         ]
     return "\n".join(lines)
 
 
-def verdict_lines(tests: Sequence[dict], advantage: dict | None) -> list[str]:
-    """Plain statements of whether the paper's claims hold in these numbers.
-
-    One line per contrast that was tested (egain against e4e is the issue's claim; against
-    e4e-swagan it isolates the delta branch; against hfgi it is seeds/000's Table I and Fig. 3),
-    then the hard-set SCC claim.
-    """
-    lines = []
-    for c, r in CONTRASTS:
-        rows = [t for t in tests if t["set"] == "eval" and (t["challenger"], t["reference"]) == (c, r)]
-        if not rows:
-            continue
-        held = [t["metric"] for t in rows if t["mean_diff"] > 0 and t["p_two_sided"] < ALPHA]
-        failed = [t["metric"] for t in rows if t["metric"] not in held]
-        if not failed:
-            lines.append(
-                f"- {c} beats {r} on {', '.join(held)} on the evaluation set (Wilcoxon p < {ALPHA}): **holds**."
-            )
-        else:
-            lines.append(
-                f"- {c} beats {r} on {', '.join(t['metric'] for t in rows)} on the evaluation set "
-                f"(Wilcoxon p < {ALPHA}): **does not hold** for {', '.join(failed)}"
-                + (f" (holds for {', '.join(held)})" if held else "")
-                + "."
-            )
-    if advantage:
-        larger = advantage["difference"] > 0
-        lines.append(
-            f"- the SCC advantage of {advantage['challenger']} over {advantage['reference']} is larger on the hard "
-            f"set than on the evaluation set: **{'holds' if larger else 'does not hold'}** "
-            f"(difference {_fmt(advantage['difference'], 4)}, p = {_p(advantage['p_greater'])})."
-        )
-    return lines
-
-
-def write_boxplots(
-    scores: dict[str, dict[str, dict[str, np.ndarray]]], metrics: Sequence[str], out_dir: Path
-) -> dict[str, Path]:
+def write_boxplots(scores: Scores, metrics: Sequence[str], out_dir: Path) -> dict[str, Path]:
     """box_<metric>.png (one panel per set, a box per method) and boxplots.png (ID/SSIM/SCC/VIF)."""
-    import matplotlib
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    def panel(set_name: str, name: str):
+        values = {m: v.get(name, np.array([])) for m, v in scores[set_name].items()}
+        return values, name, SET_TITLES.get(set_name, set_name)
 
-    from egain.metrics.report import METRIC_TITLES
-    from egain.metrics.stats import HIGHER_IS_BETTER
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sets = list(scores)
     files: dict[str, Path] = {}
-
-    def panel(ax, set_name: str, metric: str) -> None:
-        methods = list(scores[set_name])
-        data = []
-        for m in methods:
-            v = np.asarray(scores[set_name][m].get(metric, []), dtype=np.float64)
-            v = v[np.isfinite(v)]
-            data.append(v if v.size else np.array([np.nan]))
-        ax.boxplot(
-            data,
-            showmeans=True,
-            meanprops={
-                "marker": "D",
-                "markerfacecolor": "white",
-                "markeredgecolor": "black",
-                "markersize": 4,
-            },
-        )
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
-        arrow = "↑" if HIGHER_IS_BETTER.get(metric, True) else "↓"
-        ax.set_title(
-            f"{METRIC_TITLES.get(metric, metric)} {arrow} -- {SET_TITLES.get(set_name, set_name)}", fontsize=8
-        )
-        ax.grid(axis="y", alpha=0.3)
-
-    def save(fig, path: Path) -> Path:
-        fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp)
-        plt.close(fig)
-        os.replace(tmp, path)
-        return path
-
-    for metric in metrics:
-        fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), dpi=100, squeeze=False)
-        for ax, s in zip(axes[0], sets, strict=True):
-            panel(ax, s, metric)
-        files[f"box_{metric}"] = save(fig, out_dir / f"box_{metric}.png")
+    for name in metrics:
+        row = [panel(s, name) for s in scores]
+        files[f"box_{name}"] = write_boxplot_figure([row], out_dir / f"box_{name}.png")
     main = [m for m in TESTED if m in metrics]
     if main:
-        fig, axes = plt.subplots(
-            len(sets), len(main), figsize=(3.3 * len(main), 3.3 * len(sets)), dpi=100, squeeze=False
-        )
-        for i, s in enumerate(sets):
-            for j, m in enumerate(main):
-                panel(axes[i][j], s, m)
-        files["boxplots"] = save(fig, out_dir / "boxplots.png")
+        grid = [[panel(s, m) for m in main] for s in scores]
+        files["boxplots"] = write_boxplot_figure(grid, out_dir / "boxplots.png")
     return files
 
 
@@ -386,41 +527,73 @@ def replace_block(text: str, block: str, start: str = MARK_START, end: str = MAR
 
 def update_readme(readme: Path, block: str) -> None:
     text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    new = replace_block(text, block)
-    tmp = readme.with_name(f".{readme.name}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, readme)
+    atomic_write_text(readme, replace_block(text, block))
 
 
 # ------------------------------------------------------------------------------------------------
 # the whole comparison
 
 
-def _write_csv(path: Path, rows: Sequence[dict]) -> Path:
-    if not rows:
-        path.write_text("", encoding="utf-8")
-        return path
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow(
-                {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-            )
-    os.replace(tmp, path)
-    return path
+def _sample_warnings(table: Sequence[dict], seeds: Sequence[int], min_n: int) -> list[str]:
+    """One line when a set of some seed has fewer images than a verdict needs."""
+    small = [r["n"] for r in table if r["seed"] != POOLED]
+    if not small or min(small) >= min_n:
+        return []
+    lines = [
+        f"**Warning:** only n={min(small)} images per set and seed; a verdict needs at least {min_n} "
+        f"(raise `--n`), so the claims below are given no verdict."
+    ]
+    if len(seeds) < 2:
+        lines.append("**Warning:** one seed only: no claim can replicate (run with `--seeds 0,1,2`).")
+    return lines
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return v
+def _document(
+    header: Sequence[str],
+    warnings: Sequence[str],
+    table: Sequence[dict],
+    tests: Sequence[dict],
+    advantages: Sequence[dict],
+    claims: Sequence[dict],
+    seeds: Sequence[int],
+    metrics: Sequence[str],
+    notes: Sequence[str],
+    min_n: int,
+) -> str:
+    """comparison.md (and the README block): pooled table, claims, pooled tests, per-seed details."""
+
+    def of(records: Sequence[dict], s: int | str) -> list[dict]:
+        return [r for r in records if r["seed"] == s]
+
+    def adv(s: int | str) -> dict | None:
+        return next((a for a in advantages if a["seed"] == s), None)
+
+    seeds_text = ", ".join(str(s) for s in seeds)
+    parts = ["\n".join(header), "\n\n".join(warnings)]
+    parts += [
+        f"Pooled over seed{'s' if len(seeds) > 1 else ''} {seeds_text} (n: images per set, all seeds together):",
+        table_markdown(of(table, POOLED), metrics),
+        "Claims, per seed and pooled. A claim is stated as holding only when it holds on every seed and on the "
+        f"pooled images (at least two seeds; no verdict on fewer than {min_n} images "
+        "per set and seed):",
+        claims_markdown(claims, seeds),
+        "\n".join(verdict_lines(claims)),
+        "Paired Wilcoxon signed-rank tests on the pooled images (differences oriented so that positive favours "
+        "the first method):",
+        tests_markdown(of(tests, POOLED), adv(POOLED)),
+    ]
+    details = ["<details><summary>Per-seed tables and tests</summary>"]
+    for s in seeds:
+        details += [
+            f"#### Seed {s}",
+            table_markdown(of(table, s), metrics),
+            tests_markdown(of(tests, s), adv(s)),
+        ]
+    details.append("</details>")
+    parts.append("\n\n".join(details))
+    if notes:
+        parts.append("\n".join(f"- {x}" for x in notes))
+    return "\n\n".join(p for p in parts if p.strip()) + "\n"
 
 
 def run_compare(
@@ -428,6 +601,7 @@ def run_compare(
     methods: str | Sequence[str] = COMPARE_METHODS,
     *,
     sets: str | Sequence[str] = SETS,
+    seeds: str | Sequence[int] | None = DEFAULT_SEEDS,
     n: int | None = None,
     size: int | None = None,
     device: str | torch.device = "auto",
@@ -437,11 +611,11 @@ def run_compare(
     readme_assets: str | os.PathLike | None = None,
     command: str | None = None,
     n_boot: int = 2000,
+    min_n: int = MIN_N,
     progress: bool = True,
 ) -> CompareResult:
-    """Run the whole comparison into ``out`` (see the module docstring); returns the combined table."""
+    """Run the whole comparison into ``out`` (see the module docstring)."""
     from egain.metrics.evaluate import evaluate_folders
-    from egain.metrics.stats import HIGHER_IS_BETTER
     from egain.runtime.runinfo import git_commit, hardware_description
     from egain.utils.device import resolve_device
     from egain.utils.images import list_images
@@ -451,8 +625,11 @@ def run_compare(
     bad = [s for s in set_names if s not in SETS]
     if bad or not set_names or len(set(set_names)) != len(set_names):
         raise InputError(f"--sets must be a comma list of {', '.join(SETS)} (each once), got {sets!r}")
+    seed_list = parse_seeds(seeds)
     if n is not None and n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
+    if min_n < 1:
+        raise InputError(f"--min-n must be at least 1, got {min_n}")
     require_weights(labels, "egain compare")
     dev = resolve_device(device)
     t_start = time.perf_counter()
@@ -478,131 +655,146 @@ def run_compare(
             f"vif not computed: VIF-p needs images of at least {VIF_MIN_SIZE} px, these are {size} px"
         )
 
-    scores: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    runs: dict[str, dict[str, InversionRun]] = {}
-    data_dirs: dict[str, Path] = {}
+    per_seed: dict[int, Scores] = {}
+    runs: dict[int, dict[str, dict[str, InversionRun]]] = {}
     grids: dict[str, Path] = {}
-    for set_name in set_names:
-        data = prepare_set(out / "data", set_name, _recipe_count(set_name, n), size, workers, progress)
-        data_dirs[set_name] = data
-        files = list_images(data)
-        runs[set_name] = {
-            label: invert_files(
-                model, files, out / set_name / label, label=label, batch_size=batch_size, progress=progress
+    data_dirs: dict[str, str] = {}
+    for seed in seed_list:
+        per_seed[seed], runs[seed] = {}, {}
+        for set_name in set_names:
+            data = prepare_set(
+                out / "data", set_name, _recipe_count(set_name, n), size, workers, progress, seed=seed
             )
-            for label, model in models.items()
-        }
-        report = evaluate_folders(
-            data,
-            {label: out / set_name / label for label in labels},
-            out / set_name / "report",
-            metrics=metrics,
-            identity_backend=EMBEDDERS["id"][0] if "id" in metrics else None,
-            magface_backend=EMBEDDERS["magface"][0] if "magface" in metrics else None,
-            device=dev,
-            batch_size=64,
-            n_boot=n_boot,
-            progress=progress,
-        )
-        notes += [f"{set_name}: {k} not computed: {v}" for k, v in report.unavailable.items()]
-        scores[set_name] = report.table()
-        if "grid" in report.files:  # source | method 1 | ... for the first images of the set
-            grids[set_name] = report.files["grid"]
+            data_dirs[f"seed{seed}/{set_name}"] = str(data)
+            here = out / f"seed{seed}" / set_name
+            files = list_images(data)
+            runs[seed][set_name] = {
+                label: invert_files(
+                    model, files, here / label, label=label, batch_size=batch_size, progress=progress
+                )
+                for label, model in models.items()
+            }
+            report = evaluate_folders(
+                data,
+                {label: here / label for label in labels},
+                here / "report",
+                metrics=metrics,
+                identity_backend=EMBEDDERS["id"][0] if "id" in metrics else None,
+                magface_backend=EMBEDDERS["magface"][0] if "magface" in metrics else None,
+                device=dev,
+                batch_size=64,
+                n_boot=n_boot,
+                progress=progress,
+            )
+            notes += [
+                f"seed {seed}, {set_name}: {k} not computed: {v}" for k, v in report.unavailable.items()
+            ]
+            per_seed[seed][set_name] = report.table()
+            if "grid" in report.files and set_name not in grids:  # source | method 1 | ... (first seed)
+                grids[set_name] = report.files["grid"]
 
-    table = combined_rows(scores, runs)
-    tests = []
-    for set_name in set_names:
-        for challenger, reference in CONTRASTS:
-            if challenger not in labels or reference not in labels:
-                continue
-            for metric in TESTED:
-                if metric not in scores[set_name][challenger]:
-                    continue
-                t = wilcoxon_test(
-                    scores[set_name][challenger][metric],
-                    scores[set_name][reference][metric],
-                    HIGHER_IS_BETTER.get(metric, True),
-                )
-                tests.append(
-                    {"set": set_name, "challenger": challenger, "reference": reference, "metric": metric, **t}
-                )
-    advantage = None
-    c, r = CONTRASTS[0]
-    if {"eval", "hard"} <= set(set_names) and {c, r} <= set(labels):
-        diff = {
-            s: np.asarray(scores[s][c]["scc"]) - np.asarray(scores[s][r]["scc"]) for s in ("eval", "hard")
-        }
-        advantage = {
-            "challenger": c,
-            "reference": r,
-            "metric": "scc",
-            **advantage_test(diff["hard"], diff["eval"], n_boot),
-        }
+    pooled = pool_scores(per_seed)
+    table, tests, advantages = [], [], []
+    for seed in seed_list:
+        seed_runs = {s: {m: [r] for m, r in runs[seed][s].items()} for s in set_names}
+        table += combined_rows(per_seed[seed], seed_runs, seed)
+        tests += contrast_tests(per_seed[seed], labels, seed)
+        a = hard_set_advantage(per_seed[seed], labels, seed, n_boot)
+        advantages += [a] if a else []
+    all_runs = {s: {m: [runs[seed][s][m] for seed in seed_list] for m in labels} for s in set_names}
+    table += combined_rows(pooled, all_runs, POOLED)
+    tests += contrast_tests(pooled, labels, POOLED)
+    a = hard_set_advantage(pooled, labels, POOLED, n_boot)
+    advantages += [a] if a else []
+    claims = claim_verdicts(tests, advantages, seed_list, labels, min_n)
+    warnings = _sample_warnings(table, seed_list, min_n)
 
     files: dict[str, Path] = {}
-    files.update(write_boxplots(scores, metrics, out / "plots"))
-    files["table_csv"] = _write_csv(out / "comparison.csv", table)
-    files["stats_csv"] = _write_csv(out / "stats.csv", tests)
-    counts = ", ".join(f"{SET_TITLES[s]}: {runs[s][labels[0]].images} images" for s in set_names)
+    files.update(write_boxplots(pooled, metrics, out / "plots"))
+    files["table_csv"] = _write_records(out / "comparison.csv", table)
+    files["stats_csv"] = _write_records(out / "stats.csv", tests)
+    files["advantage_csv"] = _write_records(out / "advantage.csv", advantages)
+    files["claims_csv"] = _write_records(out / "claims.csv", [_claim_row(c, seed_list) for c in claims])
+    first = runs[seed_list[0]]
+    counts = ", ".join(f"{SET_TITLES[s]}: {first[s][labels[0]].images} images" for s in set_names)
     command = command or f"egain compare --out {out}"
     header = [
         f"Produced by `{command}` at commit {_short_commit(git_commit())} on {hardware_description(dev)}; "
-        f"{counts}; {size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
+        f"seeds {', '.join(map(str, seed_list))} (independent draws of held-out identities), per seed {counts}; "
+        f"{size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
         "Means ± standard deviations over images. ID: cosine similarity of synthfaces ArcFace embeddings; "
         "SSIM mapped to [0, 1]; SCC and VIF-p as sewar; MagFace: embedding norm of the synthfaces MagFace network; "
         "MAE on intensities in [0, 1]; time: `invert` per image on the device above, after a warm-up; "
         "parameters: whole model with the generator (encoders and fusion only in brackets).",
     ]
-    tests_md = tests_markdown(tests, advantage)
-    verdict = verdict_lines(tests, advantage)
-    md_parts = [
-        "\n".join(header),
-        table_markdown(table, metrics),
-        "Paired Wilcoxon signed-rank tests (differences oriented so that positive favours the first method):",
-        tests_md,
-        "\n".join(verdict),
-    ] + (["\n".join(f"- {x}" for x in notes)] if notes else [])
-    markdown = "\n\n".join(p for p in md_parts if p.strip()) + "\n"
-    (out / "comparison.md").write_text(markdown + "\n![box plots](plots/boxplots.png)\n", encoding="utf-8")
-    files["table_md"] = out / "comparison.md"
+    markdown = _document(header, warnings, table, tests, advantages, claims, seed_list, metrics, notes, min_n)
+    files["table_md"] = atomic_write_text(
+        out / "comparison.md", markdown + "\n![box plots](plots/boxplots.png)\n"
+    )
     meta = {
         "command": command,
         "device": str(dev),
         "size": size,
-        "sets": {s: str(data_dirs[s]) for s in set_names},
+        "seeds": seed_list,
+        "min_n": min_n,
+        "sets": data_dirs,
         "methods": labels,
         "metrics": metrics,
         "table": table,
         "tests": tests,
-        "scc_advantage": advantage,
+        "advantages": advantages,
+        "claims": claims,
+        "warnings": warnings,
         "notes": notes,
         "wall_time_s": time.perf_counter() - t_start,
     }
-    (out / "comparison.json").write_text(json.dumps(_clean(meta), indent=2) + "\n", encoding="utf-8")
-    files["json"] = out / "comparison.json"
+    files["json"] = atomic_write_json(out / "comparison.json", meta)
 
     if readme is not None:
         readme = Path(readme)
         assets = Path(readme_assets) if readme_assets is not None else readme.parent / "docs" / "comparison"
-        assets.mkdir(parents=True, exist_ok=True)
-        for key in ("boxplots", "table_csv", "stats_csv"):
+        for key in ("boxplots", "table_csv", "stats_csv", "advantage_csv", "claims_csv"):
             if key in files:
-                shutil.copyfile(files[key], assets / files[key].name)
+                atomic_copy(files[key], assets / files[key].name)
         for set_name, grid in grids.items():
-            shutil.copyfile(grid, assets / f"reconstructions_{set_name}.png")
+            atomic_copy(grid, assets / f"reconstructions_{set_name}.png")
         rel = os.path.relpath(assets, readme.parent).replace(os.sep, "/")
         block = markdown
         if "boxplots" in files:
-            block += f"\n![Box plots of ID, SSIM, SCC and VIF per method and set]({rel}/boxplots.png)\n"
+            block += (
+                f"\n![Box plots of ID, SSIM, SCC and VIF per method and set, all seeds]({rel}/boxplots.png)\n"
+            )
         for set_name in grids:
             block += (
-                f"\nThe first images of the {SET_TITLES[set_name]}, source and reconstructions:\n\n"
-                f"![Reconstructions, {SET_TITLES[set_name]}]({rel}/reconstructions_{set_name}.png)\n"
+                f"\nThe first images of the {SET_TITLES[set_name]} of seed {seed_list[0]}, source and "
+                f"reconstructions:\n\n![Reconstructions, {SET_TITLES[set_name]}]({rel}/reconstructions_{set_name}.png)\n"
             )
-        block += f"\nTables as CSV: [{rel}/comparison.csv]({rel}/comparison.csv), [{rel}/stats.csv]({rel}/stats.csv).\n"
+        block += (
+            "\nTables as CSV: "
+            + ", ".join(
+                f"[{rel}/{f}]({rel}/{f})"
+                for f in ("comparison.csv", "stats.csv", "advantage.csv", "claims.csv")
+            )
+            + ".\n"
+        )
         update_readme(readme, block)
         files["readme"] = readme
-    return CompareResult(out, table, tests, advantage, files, markdown, metrics)
+    return CompareResult(out, table, tests, advantages, claims, seed_list, files, markdown, metrics, warnings)
+
+
+def _claim_row(claim: dict, seeds: Sequence[int]) -> dict:
+    """A flat claims.csv record: the verdict per seed and pooled, the count and the overall verdict."""
+    row = {"claim": claim["claim"], "statement": claim["statement"]}
+    for s in [*seeds, POOLED]:
+        v = claim["per_seed"].get(str(s))
+        row[f"seed_{s}" if s != POOLED else POOLED] = "" if v is None else v["verdict"]
+    row.update(holds_on=claim["holds_on"], seeds=claim["seeds"], verdict=claim["verdict"])
+    return row
+
+
+def _write_records(path: Path, rows: Sequence[dict]) -> Path:
+    """A CSV of records whose columns are every key, in first-seen order."""
+    return write_csv(path, list(dict.fromkeys(k for r in rows for k in r)), rows)
 
 
 def _short_commit(commit: str | None) -> str:

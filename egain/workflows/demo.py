@@ -26,6 +26,8 @@ import torch
 
 from egain.errors import InputError
 from egain.metrics.functional import VIF_MIN_SIZE
+from egain.metrics.table import metric
+from egain.runtime.files import atomic_write_text
 from egain.workflows.bundled import (
     DEMO_METHODS,
     EMBEDDERS,
@@ -41,14 +43,8 @@ REPORT_DIR = "report"
 TABLE_FILE = "table.md"
 #: metrics of the demo report (LPIPS needs torchvision weights a fresh machine does not have)
 PIXEL = ("ssim", "scc", "vif", "psnr", "mae", "mse")
-TABLE_METRICS = (
-    ("id", "ID"),
-    ("ssim", "SSIM"),
-    ("scc", "SCC"),
-    ("vif", "VIF"),
-    ("psnr", "PSNR"),
-    ("mae", "MAE"),
-)
+#: metrics of the short table, in column order (headers and digits from the metric table)
+TABLE_METRICS = ("id", "ssim", "scc", "vif", "psnr", "mae")
 
 
 @dataclass
@@ -98,15 +94,14 @@ def _replace(src: Path, dst: Path) -> None:
 def format_table(summary: Sequence[dict], runs: dict[str, InversionRun], metrics: Sequence[str]) -> str:
     """A Markdown table: mean per metric, ms per image and parameters (millions) per method."""
     by = {(r["metric"], r["method"]): r for r in summary}
-    cols = [(k, t) for k, t in TABLE_METRICS if k in metrics]
-    head = "| method | " + " | ".join(t for _, t in cols) + " | ms / image | parameters (M) |"
+    cols = [metric(k) for k in TABLE_METRICS if k in metrics]
+    head = "| method | " + " | ".join(c.header for c in cols) + " | ms / image | parameters (M) |"
     lines = [head, "|" + "---|" * (len(cols) + 3)]
     for label, run in runs.items():
         cells = []
-        for k, _ in cols:
-            r = by.get((k, label))
-            v = r["mean"] if r and r.get("n") else math.nan
-            cells.append("–" if not math.isfinite(v) else (f"{v:.2f}" if k == "psnr" else f"{v:.3f}"))
+        for c in cols:
+            r = by.get((c.name, label))
+            cells.append(c.format(r["mean"] if r and r.get("n") else math.nan))
         cells.append(f"{run.seconds_per_image * 1000:.1f}")
         cells.append(f"{run.parameters / 1e6:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -191,12 +186,12 @@ def run_demo(
         notes += [f"{k} not computed: {v}" for k, v in report.unavailable.items()]
         write_comparison_grid(files, {label: out / label for label in labels}, stage / GRID_FILE)
         table = format_table(report.summary, runs, report.metrics)
-        (stage / TABLE_FILE).write_text(
+        atomic_write_text(
+            stage / TABLE_FILE,
             f"{'Images of ' + str(inputs) if inputs is not None else 'Bundled examples'} ({len(files)} images), "
             f"means over images; device {dev}.\n\n{table}\n"
             + "".join(f"\n- {n}" for n in notes)
             + ("\n" if notes else ""),
-            encoding="utf-8",
         )
         for name in (REPORT_DIR, GRID_FILE, TABLE_FILE):
             _replace(stage / name, out / name)

@@ -16,7 +16,6 @@ Two kinds, all rendered deterministically by the project (``python scripts/make_
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from egain.data.synthfaces.params import (
 from egain.data.synthfaces.recipes import EVAL_COUNT, HARD_COUNT, held_out_identities, render_item
 from egain.data.synthfaces.render import render
 from egain.errors import InputError
+from egain.runtime.files import atomic_path, atomic_write_json
 
 #: where the examples live inside the package
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -211,11 +211,10 @@ def write_examples(
             old.unlink()
     records = []
     for name, img, record in items:
-        tmp = out / f".{name}.tmp"
-        Image.fromarray(img, "RGB").save(tmp, format="PNG", compress_level=9, optimize=False)
-        os.replace(tmp, out / name)
+        with atomic_path(out / name) as tmp:
+            Image.fromarray(img, "RGB").save(tmp, format="PNG", compress_level=9, optimize=False)
         records.append(record)
     doc = {"seed": seed, "size": size, "made_by": "python scripts/make_examples.py", "images": records}
     manifest = Path(manifest) if manifest is not None else out.parent / "examples.json"
-    manifest.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_json(manifest, doc, sort_keys=True)
     return records

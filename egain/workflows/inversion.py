@@ -7,7 +7,6 @@ function the demo and the comparison call in-process, so each model is loaded on
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from egain.errors import InputError
+from egain.runtime.files import atomic_write_json
 from egain.utils.images import INVERT_TIMING
 
 TIMING_FILE = INVERT_TIMING
@@ -116,7 +116,5 @@ def invert_files(
         input_size=int(getattr(model, "input_size", 0) or 0),
         device=str(device),
     )
-    tmp = out / f".{TIMING_FILE}.tmp"
-    tmp.write_text(json.dumps({"method": label, **run.to_dict()}, indent=2) + "\n")
-    os.replace(tmp, out / TIMING_FILE)
+    atomic_write_json(out / TIMING_FILE, {"method": label, **run.to_dict()})
     return run

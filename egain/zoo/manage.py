@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from egain.errors import CheckpointError
 from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
+from egain.runtime.files import atomic_copy, atomic_write_json
 from egain.zoo import WEIGHTS_DIR, available, manifest
 
 MANIFEST_FIELDS = (
@@ -65,9 +65,7 @@ def add_to_zoo(
     if generator_zoo is not None:
         atomic_torch_save(link_generator(weights, generator_zoo, weights_dir), target)
     else:
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(weights, tmp)
-        os.replace(tmp, target)
+        atomic_copy(weights, target)
     record = {
         "name": name,
         "kind": kind,
@@ -85,7 +83,7 @@ def add_to_zoo(
         "notes": notes,
         "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (weights_dir / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_json(weights_dir / f"{name}.json", record)
     return record
 
 

@@ -66,14 +66,19 @@ class SynthFacesDataset(Dataset):
         self.supersample = check_count(supersample, "supersample")
 
     @classmethod
-    def eval_set(cls, seed: int = 0, size: int = 64, count: int = EVAL_COUNT, **kw) -> SynthFacesDataset:
-        """The fixed evaluation recipe: ``count`` held-out identities, one image each."""
-        return cls(eval_identities(seed, count), 1, size, seed, **kw)
+    def eval_set(
+        cls, seed: int = 0, size: int = 64, count: int = EVAL_COUNT, *, replicate: int = 0, **kw
+    ) -> SynthFacesDataset:
+        """The fixed evaluation recipe: ``count`` held-out identities, one image each
+        (``replicate`` k: the k-th disjoint further draw, see ``recipes``)."""
+        return cls(eval_identities(seed, count, replicate), 1, size, seed, **kw)
 
     @classmethod
-    def hard_set(cls, seed: int = 0, size: int = 64, count: int = HARD_COUNT, **kw) -> SynthFacesDataset:
+    def hard_set(
+        cls, seed: int = 0, size: int = 64, count: int = HARD_COUNT, *, replicate: int = 0, **kw
+    ) -> SynthFacesDataset:
         """The fixed hard recipe: ``count`` further held-out identities, each with a rare detail."""
-        return cls(hard_identities(seed, count), 1, size, seed, force_rare=True, **kw)
+        return cls(hard_identities(seed, count, replicate), 1, size, seed, force_rare=True, **kw)
 
     def __len__(self) -> int:
         return len(self.identity_ids) * self.per_identity

@@ -7,7 +7,10 @@ renders the same recipe in memory, item by item, with identical pixels (both cal
 Fixed evaluation recipes: ``eval`` is 500 held-out identities (split ``test``; one image each) and
 ``hard`` is the next 200 held-out identities, each image carrying at least one rare detail. Because
 the split is a property of (seed, identity) alone, these identities are never training identities
-of any recipe with the same seed.
+of any recipe with the same seed. ``replicate`` k draws the k-th further pair of sets from the same
+world: the held-out identities after the 700 x k of replicates 0 .. k-1, so replicates are disjoint
+and replicate 0 is the original pair (``egain compare --seeds`` repeats a comparison on them; the
+world ``seed`` stays that of the training data, so every replicate is held out from it).
 """
 
 from __future__ import annotations
@@ -74,14 +77,15 @@ def held_out_identities(seed: int, count: int, skip: int = 0) -> tuple[int, ...]
     return tuple(out[skip:])
 
 
-def eval_identities(seed: int = 0, count: int = EVAL_COUNT) -> tuple[int, ...]:
-    """The identities of the ``eval`` recipe (held-out, one image each)."""
-    return held_out_identities(seed, count, 0)
+def eval_identities(seed: int = 0, count: int = EVAL_COUNT, replicate: int = 0) -> tuple[int, ...]:
+    """The identities of the ``eval`` recipe (held-out, one image each) of ``replicate``."""
+    return held_out_identities(seed, count, check_seed(replicate) * (EVAL_COUNT + HARD_COUNT))
 
 
-def hard_identities(seed: int = 0, count: int = HARD_COUNT) -> tuple[int, ...]:
-    """The identities of the ``hard`` recipe: the held-out identities after the eval set's 500."""
-    return held_out_identities(seed, count, EVAL_COUNT)
+def hard_identities(seed: int = 0, count: int = HARD_COUNT, replicate: int = 0) -> tuple[int, ...]:
+    """The identities of the ``hard`` recipe: the held-out identities after the eval set's 500
+    (of the same ``replicate``)."""
+    return held_out_identities(seed, count, check_seed(replicate) * (EVAL_COUNT + HARD_COUNT) + EVAL_COUNT)
 
 
 def file_name(identity: int, variation: int, id_digits: int = 5, var_digits: int = 2) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from egain.errors import InputError
+from egain.runtime.files import atomic_open, atomic_path
 from egain.runtime.logging import progress
 from egain.utils.images import SYNTHFACES_LABELS, SYNTHFACES_SHEET
 
@@ -40,10 +41,8 @@ LABELS = SYNTHFACES_LABELS
 
 def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
     """Write uint8 RGB as PNG with fixed settings (no timestamps), atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(img, "RGB").save(tmp, format="PNG", compress_level=6, optimize=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(img, "RGB").save(tmp, format="PNG", compress_level=6, optimize=False)
 
 
 def contact_sheet(images: list[np.ndarray], columns: int = 8, pad: int = 2, min_tile: int = 64) -> np.ndarray:
@@ -98,6 +97,7 @@ def write_synthfaces(
     sheet_images: int = 64,
     show_progress: bool = True,
     split: str | None = None,
+    replicate: int = 0,
 ) -> list[dict]:
     """Render a recipe into ``out``; returns the label records in file order.
 
@@ -105,6 +105,7 @@ def write_synthfaces(
     labelled); 'eval' / 'hard' render the fixed evaluation recipes (``count`` overrides their
     500 / 200 images, e.g. for tests). ``split`` keeps only identities of that split ("train",
     "val" or "test"), so a GAN or encoder training folder never holds evaluation identities.
+    ``replicate`` picks a further, disjoint draw of the evaluation recipes (see ``recipes``).
     """
     size = check_size(size)
     seed = check_seed(seed)
@@ -124,7 +125,8 @@ def write_synthfaces(
     elif recipe in ("eval", "hard"):
         if count is not None:
             check_count(count, "count")
-        ids = eval_identities(seed, count or 500) if recipe == "eval" else hard_identities(seed, count or 200)
+        pick = eval_identities if recipe == "eval" else hard_identities
+        ids = pick(seed, count or (500 if recipe == "eval" else 200), replicate)
         force_rare = recipe == "hard"
         keys = [(i, 0) for i in ids]
     else:
@@ -160,7 +162,7 @@ def write_synthfaces(
     if recipe is not None:
         for rec in records:
             rec["recipe"] = recipe
-    with open(out / LABELS, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_open(out / LABELS, "w", newline="\n") as fh:
         for rec in records:
             fh.write(json.dumps(rec, sort_keys=True) + "\n")
     save_png(contact_sheet(sheet), out / CONTACT_SHEET)
