@@ -38,7 +38,7 @@ if [ "$SMOKE" = 1 ]; then
 else
     DEVICE=cuda WORKERS=16 THREADS=4
     # ~4000 train identities x 8 (the split keeps ~80 % of 5000), ~32k images, ~400 MB uint8:
-    # 25x the identities of the bundled networks' data, rendered here in ~15 s.
+    # several times the identities of the bundled networks' data (~800), rendered here in ~15-30 s.
     IDS=5000 PER=8
     # Budgets count from each trainer's start (data loading included); rendering ~30 s before,
     # final evaluation/export ~30 s after: ~8 min in all. HARD_CAP stops a job that overruns.
