@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from egain.faces.losses import ArcFaceLoss, MagFaceLoss
-from egain.faces.verification import equal_error_rate, pair_scores, plot_verification, tar_at_far, verify
+from egain.faces.losses import ArcFaceLoss, CosFaceLoss, MagFaceLoss, make_loss
+from egain.faces.verification import (
+    distortion_scores,
+    equal_error_rate,
+    gaussian_blur,
+    pair_scores,
+    plot_verification,
+    round_trip,
+    tar_at_far,
+    verify,
+)
 
 
 def _ce(logits: list[float], target: int) -> float:
@@ -46,6 +55,44 @@ def test_arcface_loss_matches_reference(easy):
     out = head(emb, labels)
     ref = _ref_arcface(emb, head.weight.detach(), labels, 16.0, 0.5, easy)
     assert out["loss"].item() == pytest.approx(ref, rel=1e-9, abs=1e-9)
+
+
+def test_cosface_loss_matches_reference():
+    """CosFace: target logit s * (cos - m), the others s * cos (Wang et al. 2018, Eq. 4)."""
+    torch.manual_seed(3)
+    head = CosFaceLoss(8, 5, scale=16.0, margin=0.35).double()
+    emb = torch.randn(10, 8, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 3, 4, 4, 3, 2, 1, 0])
+    total = 0.0
+    for f, y in zip(emb.tolist(), labels.tolist(), strict=True):
+        fn = np.asarray(f) / np.linalg.norm(f)
+        logits = []
+        for j, w in enumerate(head.weight.detach().tolist()):
+            c = float(fn @ (np.asarray(w) / np.linalg.norm(w)))
+            logits.append(16.0 * (c - 0.35 if j == y else c))
+        total += _ce(logits, y)
+    assert head(emb, labels)["loss"].item() == pytest.approx(total / 10, rel=1e-9)
+    assert isinstance(make_loss("cosface", 8, 5), CosFaceLoss)
+    with pytest.raises(ValueError, match="cosface"):
+        make_loss("sphereface", 8, 5)
+
+
+def test_distortions_and_their_scores():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat, atol=1e-6)  # mean kept, edges too
+    assert torch.allclose(round_trip(flat, 16), flat, atol=1e-6)
+    b = gaussian_blur(x, 2.0)
+    assert b.shape == x.shape and b.std() < 0.5 * x.std()  # white noise loses most of its variance
+    assert round_trip(x, 16).shape == x.shape
+
+    def pixels(images):  # an "embedder" that sees every pixel: distortions score below 1
+        return images.flatten(1)
+
+    scores = distortion_scores(pixels, x, batch=1)
+    assert set(scores) == {"blur2", "round16"}
+    assert all(0 < v < 0.9 for v in scores.values())
+    assert distortion_scores(lambda im: im.mean((2, 3)) + 5, x)["blur2"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_magface_loss_matches_reference():

@@ -72,9 +72,9 @@ def _train_log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"train"' in line]
 
 
-@pytest.mark.parametrize("loss", ["arcface", "magface"])
+@pytest.mark.parametrize("loss", ["arcface", "cosface", "magface"])
 def test_training_lowers_the_loss_and_exports(face_folder, tmp_path, loss):
-    opts = {"scale": 16.0, "margin": 0.3} if loss == "arcface" else {"scale": 16.0, "l_a": 1.0, "u_a": 20.0}
+    opts = {"scale": 16.0, "l_a": 1.0, "u_a": 20.0} if loss == "magface" else {"scale": 16.0, "margin": 0.3}
     scores = train_faces(_cfg(face_folder, tmp_path, loss=loss, iters=40, loss_options=opts), resume="none")
     log = _train_log(tmp_path)
     late = log[-3:]  # single batches are noisy: compare the mean of the last three logs with the first
@@ -92,6 +92,28 @@ def test_training_lowers_the_loss_and_exports(face_folder, tmp_path, loss):
     report, _, _ = verify(embed_all(emb, held), held.labels.numpy())
     assert report.eer == pytest.approx(scores["eer"])
     assert report.tar_at_far == pytest.approx(scores["tar_at_far"])
+
+
+def test_max_minutes_anneals_by_time_and_exports(face_folder, tmp_path, monkeypatch):
+    import egain.training.faces as faces_mod
+
+    clock = {"t": 0.0}
+
+    def fake_now() -> float:  # 6 s per look at the clock (once at the start, once per step)
+        clock["t"] += 6.0
+        return clock["t"]
+
+    monkeypatch.setattr(faces_mod, "_now", fake_now)
+    cfg = _cfg(face_folder, tmp_path, iters=1000, max_minutes=1.0, log_every=1)
+    scores = train_faces(cfg, resume="none")
+    log = _train_log(tmp_path)
+    assert log[-1]["step"] == 10  # the 10th step reads 66 s: budget spent, run ends there
+    assert log[-1]["lr"] < 0.01 * cfg.learning_rate()  # annealed by time, not by the 1000 steps
+    assert log[5]["lr"] < log[3]["lr"]
+    assert (tmp_path / "embedder.pt").exists() and scores["n_identities"] == 3
+    assert "distortion_blur2" in scores and "distortion_round16" in scores
+    meta = torch.load(tmp_path / "embedder.pt", map_location="cpu", weights_only=False)
+    assert meta["train"]["stopped_by_time_budget"] is True
 
 
 def test_resume_continues_to_the_same_weights(face_folder, tmp_path):

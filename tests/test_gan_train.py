@@ -158,6 +158,31 @@ def test_killed_run_resumes_to_identical_weights(image_dir, tmp_path):
     assert a["augment"]["p"] != 0.5  # ADA moved p
 
 
+def test_max_minutes_ends_the_run_with_a_generator(image_dir, tmp_path, monkeypatch, capsys):
+    clock = {"t": 0.0}
+
+    def fake_now() -> float:  # each look at the clock is 25 s later: the budget ends at step 5
+        clock["t"] += 25.0
+        return clock["t"]
+
+    monkeypatch.setattr(gan_mod, "_now", fake_now)
+    out = tmp_path / "budget"
+    code = main(
+        ["gan", "train", "--data", str(image_dir), "--out", str(out), "--iters", "50", "--max-minutes", "2"]
+        + TINY
+        + ["--n-sample", "4", "--log-every", "1"]
+    )
+    assert code == 0
+    assert "--max-minutes 2 reached" in capsys.readouterr().out
+    # deadline 25 + 120 = 145 s; the check after step k reads 25 + 25 k: first >= 145 after step 5
+    assert _ckpt(out)["step"] == 5
+    assert (out / "generator.pt").exists() and (out / "samples" / "000005.png").exists()
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "time_budget" and e["step"] == 5 for e in events)
+    with pytest.raises(Exception, match="max-minutes"):
+        train_gan(GanTrainConfig(data=str(image_dir), out=str(tmp_path / "x"), max_minutes=0, **TINY_CFG))
+
+
 def test_sigterm_saves_and_stops(image_dir, tmp_path, monkeypatch):
     real_update = gan_mod.update_ema
     calls = {"n": 0}

@@ -593,3 +593,45 @@ def test_inference_cache_follows_weight_updates():
     with torch.inference_mode():  # a generator built in inference mode has no version counters
         gi = build_generator("swagan", 32, **TINY).eval()
         assert gi.synthesize(w).shape == (3, 3, 32, 32)
+
+
+def test_swagan_discriminator_matches_literal_forward():
+    """The wavelet D, in the published order: DWT of the image; per level FromRGB (IWT -> FIR
+    down-sampling -> DWT of the running input, then a 3x3 conv added to the features) and a
+    conv + down-conv block; the last FromRGB at 4x4; then the StyleGAN2 head. (Issue 13: the
+    SWAGAN checkerboard is not a D defect either.)"""
+    ch = {4: 4, 8: 4, 16: 3, 32: 3}
+    sd = rosinality_d("swagan", 32, ch)
+    d = discriminator_from_rosinality(sd)
+    x = torch.randn(4, 3, 32, 32)
+
+    def layer(x, prefix, k, down):
+        i = 0
+        if down:
+            x = ref_upfirdn(x, BLUR4, 1, 1, (2, 2))  # blur pad for a 3x3 stride-2 conv
+            i = 1
+        w = sd[f"{prefix}.{i}.weight"]
+        y = F.conv2d(x, w / math.sqrt(w[0].numel()), stride=2 if down else 1, padding=0 if down else k // 2)
+        return F.leaky_relu(y + sd[f"{prefix}.{i + 1}.bias"].view(1, -1, 1, 1), 0.2) * SQRT2
+
+    inp = ref_dwt(x)  # (4, 12, 16, 16)
+    out = None
+    for n in range(2):  # levels at 16 and 8 (feature resolution), then the 4x4 FromRGB
+        if n > 0:
+            inp = ref_dwt(ref_upfirdn(ref_iwt(inp), BLUR4, 1, 2, (1, 1)))
+        f = layer(inp, f"from_rgbs.{n}.conv", 3, False)
+        out = f if out is None else out + f
+        out = layer(layer(out, f"convs.{n}.conv1", 3, False), f"convs.{n}.conv2", 3, True)
+    inp = ref_dwt(ref_upfirdn(ref_iwt(inp), BLUR4, 1, 2, (1, 1)))
+    out = out + layer(inp, "from_rgbs.2.conv", 3, False)
+    std = torch.sqrt(out.var(0, unbiased=False) + 1e-8).mean()
+    h = torch.cat([out, std.expand(4, 1, 4, 4)], 1)
+    h = layer(h, "final_conv", 3, False).flatten(1)
+    h = (
+        F.leaky_relu(
+            h @ (sd["final_linear.0.weight"] / math.sqrt(h.shape[1])).T + sd["final_linear.0.bias"], 0.2
+        )
+        * SQRT2
+    )
+    want = h @ (sd["final_linear.1.weight"] / math.sqrt(h.shape[1])).T + sd["final_linear.1.bias"]
+    assert torch.allclose(d(x), want, atol=1e-4 * want.abs().max().item())

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
     net = FaceNetConfig()
     t = sub.add_parser("train", help="train an IR-SE embedding network on identity-labelled faces")
-    t.add_argument("--loss", choices=("arcface", "magface"), required=True)
+    t.add_argument("--loss", choices=("arcface", "cosface", "magface"), required=True)
     t.add_argument("--data", required=True, help="folder with labels.jsonl, or synthfaces:SPEC")
     t.add_argument("--out", required=True, help="run folder (checkpoint, log, embedder.pt, plots)")
     t.add_argument("--size", type=int, default=64, help="image size the data is loaded at (default 64)")
@@ -59,7 +59,12 @@ def register(subparsers) -> None:
     t.add_argument("--embedding-dim", type=int, default=net.embedding_dim)
     t.add_argument("--dropout", type=float, default=net.dropout)
     t.add_argument("--scale", type=float, default=64.0, help="logit scale s")
-    t.add_argument("--margin", type=float, default=0.5, help="ArcFace angular margin m")
+    t.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="ArcFace angular margin (default 0.5) or CosFace cosine margin (default 0.35)",
+    )
     t.add_argument("--lambda-g", type=float, default=35.0, help="MagFace regulariser weight")
     t.add_argument("--l-a", type=float, default=10.0, help="MagFace magnitude lower bound l_a")
     t.add_argument("--u-a", type=float, default=110.0, help="MagFace magnitude upper bound u_a")
@@ -68,6 +73,13 @@ def register(subparsers) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--stop-after", type=int, default=None, help="end this session after N steps (resumable)")
+    t.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="wall-time budget: the learning rate anneals by time as well as steps, and the run "
+        "ends (evaluation, embedder.pt) once this many minutes have passed",
+    )
     t.add_argument(
         "--resume", default="auto", help="'auto' (continue RUN_DIR/checkpoint.pt), 'none', or a path"
     )
@@ -119,7 +131,9 @@ def _train(args: argparse.Namespace) -> int:
         )
     loss_options: dict = {"scale": args.scale}
     if args.loss == "arcface":
-        loss_options["margin"] = args.margin
+        loss_options["margin"] = 0.5 if args.margin is None else args.margin
+    elif args.loss == "cosface":
+        loss_options["margin"] = 0.35 if args.margin is None else args.margin
     else:
         loss_options.update(lambda_g=args.lambda_g, l_a=args.l_a, u_a=args.u_a, l_m=args.l_m, u_m=args.u_m)
     cfg = FaceTrainConfig(
@@ -142,6 +156,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         stop_after=args.stop_after,
+        max_minutes=args.max_minutes,
         net=net.to_dict(),
         loss_options=loss_options,
     )
@@ -154,11 +169,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _summary(r: dict) -> str:
-    return (
+    text = (
         f"verification on {r['n_identities']} identities ({r['n_images']} images): EER {r['eer']:.2%}, "
         f"TAR@FAR={r['far']:g} {r['tar_at_far']:.2%}, genuine {r['genuine_mean']:.3f} / impostor "
         f"{r['impostor_mean']:.3f}, |f| {r['magnitude_mean']:.2f}"
     )
+    if "distortion_blur2" in r:
+        text += (
+            f"; distorted copies: sigma-2 blur {r['distortion_blur2']:.3f}, "
+            f"16 px round trip {r['distortion_round16']:.3f} (vs genuine {r['genuine_mean']:.3f})"
+        )
+    return text
 
 
 def _evaluate(args: argparse.Namespace) -> int:

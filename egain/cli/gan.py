@@ -102,6 +102,13 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--n-sample", type=int, default=64, help="images in each sample grid")
     r.add_argument("--log-every", type=int, default=50, help="steps between log.jsonl records")
     r.add_argument("--stop-after", type=int, default=None, help="stop after N steps without saving (tests)")
+    r.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="wall-time budget: end the run (checkpoint, generator.pt) at the step in progress "
+        "once this many minutes have passed since the trainer started",
+    )
     r.add_argument("--export", default=None, help="also write the final EMA generator here")
     p.set_defaults(func=_train)
 
@@ -168,6 +175,7 @@ def _train(args: argparse.Namespace) -> int:
         n_sample=args.n_sample,
         log_every=args.log_every,
         stop_after=args.stop_after,
+        max_minutes=args.max_minutes,
         export=args.export,
     )
     summary = train_gan(cfg)
@@ -177,10 +185,11 @@ def _train(args: argparse.Namespace) -> int:
             "(continue with --resume auto)"
         )
         return 130
-    if summary["step"] < cfg.iters:
+    if summary["step"] < cfg.iters and "generator" not in summary:
         print(f"stopped after step {summary['step']} of {cfg.iters} (--stop-after)")
     if "generator" in summary:
-        print(f"trained {summary['step']} steps; generator written to {summary['generator']}")
+        budget = f" (--max-minutes {cfg.max_minutes:g} reached)" if summary["step"] < cfg.iters else ""
+        print(f"trained {summary['step']} steps{budget}; generator written to {summary['generator']}")
     return 0
 
 

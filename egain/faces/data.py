@@ -228,9 +228,14 @@ def augment(images: torch.Tensor, max_shift: int, generator: torch.Generator | N
     out = torch.where(flip.view(n, 1, 1, 1).to(images.device), images.flip(3), images)
     if max_shift > 0:
         padded = torch.nn.functional.pad(out, (max_shift,) * 4, mode="replicate")
-        dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).tolist()
-        dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).tolist()
-        out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+        dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).to(images.device)
+        dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).to(images.device)
+        # One gather for the whole batch (a per-image slice loop costs n kernel launches on a GPU).
+        rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+        batch = torch.arange(n, device=images.device)[:, None, None, None]
+        chans = torch.arange(padded.shape[1], device=images.device)[None, :, None, None]
+        out = padded[batch, chans, rows, cols]
     return out
 
 

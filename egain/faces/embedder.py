@@ -5,6 +5,7 @@
 ==================================  ==================================================================
 ``"synthfaces-arcface"``            bundled synthfaces network trained with the ArcFace loss
 ``"synthfaces-magface"``            bundled synthfaces network trained with the MagFace loss
+``"synthfaces-cosface"``            bundled synthfaces scorer trained with the CosFace loss (issue 13)
 ``"arcface-irse50:PATH"``           published ArcFace IR-SE50 ``model_ir_se50.pth`` (pSp/e4e ID loss)
 ``"magface-iresnet100:PATH"``       published MagFace ``magface_epoch_00025.pth``
 ``"dlib"``                          dlib's face-recognition ResNet (optional extra ``egain[dlib]``)
@@ -38,10 +39,16 @@ ARCFACE_IRSE50_URL = (
 )
 MAGFACE_IR100_URL = "https://drive.google.com/file/d/1Bd87admxOZvbIOAyTkGEntsEz3fyMt7H (IrvingMeng/MagFace README, iResNet100 MS1MV2)"
 
-BUNDLED = {"synthfaces-arcface": "faces-arcface-64", "synthfaces-magface": "faces-magface-64"}
+BUNDLED = {
+    "synthfaces-arcface": "faces-arcface-64",
+    "synthfaces-magface": "faces-magface-64",
+    # issue 13: the independent scorer (another loss, width and seed than the ID-loss network)
+    "synthfaces-cosface": "faces-cosface-64",
+}
 TRAIN_HINT = {
     "synthfaces-arcface": "egain faces train --loss arcface --data synthfaces:... --out runs/faces-arcface",
     "synthfaces-magface": "egain faces train --loss magface --data synthfaces:... --out runs/faces-magface",
+    "synthfaces-cosface": "egain faces train --loss cosface --data synthfaces:... --out runs/faces-cosface",
 }
 
 

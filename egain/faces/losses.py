@@ -1,4 +1,4 @@
-"""Margin-based classification losses for training face embeddings: ArcFace and MagFace.
+"""Margin-based classification losses for training face embeddings: ArcFace, CosFace and MagFace.
 
 Both treat identities as classes with a learnt, L2-normalised class centre per identity; the logit
 of class j is ``s * cos(theta_j)`` and the target class gets an angular margin: ``s * cos(theta_y + m)``.
@@ -7,6 +7,10 @@ of class j is ``s * cos(theta_j)`` and the target class gets an angular margin: 
   cos(theta + m) stops being monotonic in theta; insightface then uses ``cos(theta) - m sin(m)``
   (the "hard" branch, below ``cos(pi - m)``), or with ``easy_margin`` applies the margin only where
   cos(theta) > 0.
+* **CosFace** (Wang et al., CVPR 2018, "large margin cosine loss"): the target logit is
+  ``s * (cos(theta_y) - m)``, an additive margin on the cosine rather than the angle (paper's
+  s = 64, m = 0.35). Used for egain's second, independent synthfaces scorer: a network that
+  scores methods should not share the loss (and weights) of the one their ID loss trains against.
 * **MagFace** (Meng et al., CVPR 2021): the margin grows linearly with the feature magnitude
   a = ||f|| (clamped to [l_a, u_a]): m(a) = (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m, and the
   regulariser g(a) = 1/a + a/u_a^2 (weighted by lambda_g) rewards large magnitudes for easy,
@@ -78,6 +82,26 @@ class ArcFaceLoss(_MarginHead):
         return {"loss": ce, "ce": ce.detach(), "acc": acc.detach()}
 
 
+class CosFaceLoss(_MarginHead):
+    """Additive cosine margin softmax loss. ``forward`` returns ``loss``, ``ce`` and ``acc``."""
+
+    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 64.0, margin: float = 0.35):
+        super().__init__(embedding_dim, num_classes, scale)
+        self.margin = float(margin)
+
+    def logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(margin logits used by the loss, plain scaled cosines for accuracy)."""
+        cos = self.cosine(embeddings)
+        target = F.one_hot(labels, self.num_classes).to(cos.dtype)
+        return self.scale * (cos - self.margin * target), self.scale * cos
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, plain = self.logits(embeddings, labels)
+        ce = F.cross_entropy(logits, labels)
+        acc = (plain.argmax(1) == labels).float().mean()
+        return {"loss": ce, "ce": ce.detach(), "acc": acc.detach()}
+
+
 class MagFaceLoss(_MarginHead):
     """MagFace: magnitude-aware margin + magnitude regulariser. ``forward`` -> ``loss``, ``ce``, ``g``, ``acc``, ``mag``."""
 
@@ -133,9 +157,11 @@ class MagFaceLoss(_MarginHead):
 
 
 def make_loss(name: str, embedding_dim: int, num_classes: int, **kwargs) -> _MarginHead:
-    """``"arcface"`` or ``"magface"`` with keyword overrides of the defaults."""
+    """``"arcface"``, ``"cosface"`` or ``"magface"`` with keyword overrides of the defaults."""
     if name == "arcface":
         return ArcFaceLoss(embedding_dim, num_classes, **kwargs)
+    if name == "cosface":
+        return CosFaceLoss(embedding_dim, num_classes, **kwargs)
     if name == "magface":
         return MagFaceLoss(embedding_dim, num_classes, **kwargs)
-    raise ValueError(f"unknown face loss '{name}'; expected 'arcface' or 'magface'")
+    raise ValueError(f"unknown face loss '{name}'; expected 'arcface', 'cosface' or 'magface'")

@@ -32,6 +32,7 @@ from egain.metrics.functional import PIXEL_METRICS, mae, mse, pixel_metrics, psn
 from egain.metrics.identity import Backend, Embedder, identity_similarity, magface_quality, resolve_embedder
 from egain.metrics.lpips import LPIPS, AlexNetFeatures, LPIPSUnavailable, VGG16Features, load_lpips
 from egain.metrics.report import SCORE_COLUMNS, read_scores_csv
+from egain.metrics.spectral import period2_power, period2_ratio
 from egain.metrics.stats import (
     HIGHER_IS_BETTER,
     bootstrap_difference_ci,
@@ -77,6 +78,8 @@ __all__ = [
     "mse",
     "pair_folders",
     "paired_wilcoxon",
+    "period2_power",
+    "period2_ratio",
     "parse_metrics",
     "pixel_metrics",
     "psnr",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from egain.faces.embedder import FaceEmbedder, embedder_checkpoint
 from egain.faces.losses import make_loss
 from egain.faces.nets import FaceNetConfig, IRSEFaceNet
 from egain.faces.preprocess import FacePreprocess
-from egain.faces.verification import plot_verification, verify
+from egain.faces.verification import distortion_scores, plot_verification, verify
 from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 from egain.runtime.files import atomic_path
@@ -67,6 +68,9 @@ class FaceTrainConfig:
     seed: int = 0
     device: str = "auto"
     stop_after: int | None = None  # end this session after N steps (checkpoint, no export): CPU time slots
+    # Wall-time budget in minutes (from the trainer's start): the cosine schedule follows whichever
+    # of steps and time is further along, and the run ends (eval, export) when time is up.
+    max_minutes: float | None = None
     net: dict = field(default_factory=lambda: FaceNetConfig().to_dict())
     loss_options: dict = field(default_factory=dict)
 
@@ -88,13 +92,23 @@ class _TrainModel(nn.Module):
         return self.head(self.net(images), labels)
 
 
-def lr_at(step: int, cfg: FaceTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to zero at ``iters``."""
+def lr_at(step: int, cfg: FaceTrainConfig, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to zero at ``iters``.
+
+    ``time_fraction`` (elapsed / budget under ``max_minutes``) moves the decay along when time runs
+    out before the steps do, so a wall-time-limited run still ends annealed rather than at a high
+    rate mid-schedule.
+    """
     base = cfg.learning_rate()
     if step < cfg.warmup:
         return base * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
+    t = max((step - cfg.warmup) / max(1, cfg.iters - cfg.warmup), time_fraction)
     return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def _now() -> float:
+    """Clock of the wall-time budget (a function of its own so tests can drive it)."""
+    return time.monotonic()
 
 
 def _make_optimizer(cfg: FaceTrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -152,7 +166,13 @@ def embed_all(embedder: FaceEmbedder, faces: FaceSet, batch: int = 256) -> torch
 def evaluate_faces(
     embedder: FaceEmbedder, faces: FaceSet, far: float = 1e-3, per_identity: int | None = None
 ) -> tuple[dict, np.ndarray, np.ndarray, torch.Tensor]:
-    """Verification report (dict) on ``faces``; also the raw genuine/impostor scores and embeddings."""
+    """Verification report (dict) on ``faces``; also the raw genuine/impostor scores and embeddings.
+
+    The report includes ``distortion_blur2`` / ``distortion_round16``: the mean cosine between up
+    to 500 of the faces and their sigma-2 blurred / 16 px round-trip copies, to read against
+    ``genuine_mean`` (a useful ID column needs them clearly below it; see
+    :func:`egain.faces.verification.distortion_scores`).
+    """
     if per_identity:
         idx = torch.from_numpy(balanced_subset_indices(faces.labels.numpy(), per_identity))
         faces = FaceSet(faces.images[idx], faces.labels[idx], faces.identities)
@@ -162,6 +182,9 @@ def evaluate_faces(
     mags = emb.norm(dim=1)
     out["magnitude_mean"] = float(mags.mean())
     out["magnitude_std"] = float(mags.std()) if len(mags) > 1 else 0.0
+    probe = faces.float_images(slice(0, min(len(faces), 500))).to(embedder.device)
+    for name, value in distortion_scores(embedder.embed, probe).items():
+        out[f"distortion_{name}"] = value
     return out, genuine, impostor, emb
 
 
@@ -211,21 +234,38 @@ def save_quality_grid(faces: FaceSet, emb: torch.Tensor, path: Path, n: int = 16
 
 def train_faces(cfg: FaceTrainConfig, resume: str | None = "auto") -> dict:
     """Train an embedding network; returns the final scores (on rank 0; other ranks return {})."""
-    if cfg.loss not in ("arcface", "magface"):
-        raise InputError(f"--loss must be 'arcface' or 'magface', got '{cfg.loss}'")
+    if cfg.loss not in ("arcface", "cosface", "magface"):
+        raise InputError(f"--loss must be 'arcface', 'cosface' or 'magface', got '{cfg.loss}'")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise InputError(f"--max-minutes must be > 0, got {cfg.max_minutes}")
     if cfg.iters < 1 or cfg.batch < 2:
         raise InputError(f"need --iters >= 1 and --batch >= 2 (got {cfg.iters}, {cfg.batch})")
+    started = _now()
     dist_info: DistInfo = init_distributed(cfg.device)
     device = dist_info.device
     main = dist_info.is_main
     out = Path(cfg.out)
     try:
-        return _train(cfg, resume, dist_info, device, main, out)
+        return _train(cfg, resume, dist_info, device, main, out, started)
     finally:
         cleanup()
 
 
-def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool, out: Path) -> dict:
+def _time_fraction(started: float, cfg: FaceTrainConfig, dist_info: DistInfo, device) -> float:
+    """Elapsed share of the wall-time budget, the same on every rank (rank 0's clock decides)."""
+    if cfg.max_minutes is None:
+        return 0.0
+    frac = (_now() - started) / (60.0 * cfg.max_minutes)
+    if dist_info.enabled:
+        t = torch.tensor([frac], device=device, dtype=torch.float64)
+        torch.distributed.broadcast(t, src=0)
+        frac = float(t.item())
+    return frac
+
+
+def _train(
+    cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool, out: Path, started: float
+) -> dict:
     seed_everything(cfg.seed)
     preprocess = preprocess_for(cfg.size, cfg.crop, stages=len(cfg.net.get("widths", FaceNetConfig().widths)))
     net_cfg = FaceNetConfig.from_dict({**cfg.net, "input_size": preprocess.input_size})
@@ -280,8 +320,11 @@ def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     logger = JsonlLogger(out / "log.jsonl", enabled=main)
-    train_images = train_set.images
-    train_labels = train_set.labels
+    # On a GPU the whole uint8 training set lives there (a few hundred MB for 30k faces at 64 px):
+    # batches are then gathered and augmented on the device instead of sliced on the CPU each step.
+    on_device = device.type == "cuda"
+    train_images = train_set.images.to(device) if on_device else train_set.images
+    train_labels = train_set.labels.to(device) if on_device else train_set.labels
 
     def save_checkpoint() -> None:
         if main:
@@ -309,6 +352,7 @@ def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool
     bar = progress(total=cfg.iters, initial=step, desc=f"faces {cfg.loss}", enabled=main, unit="step")
     model.train()
     session_end = cfg.iters if cfg.stop_after is None else min(cfg.iters, step + cfg.stop_after)
+    time_up = False
     with StopFlag() as stop_flag:  # SIGTERM/SIGINT: save and leave at the end of the step
         while step < session_end:
             # Batches depend only on (seed, rank, step), so a resumed run draws what the original would have.
@@ -316,10 +360,13 @@ def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool
             gen.manual_seed(step_seed)
             torch.manual_seed(step_seed)  # dropout, so a resumed run matches an uninterrupted one
             idx = torch.randint(0, len(train_set), (cfg.batch,), generator=gen)
+            if on_device:
+                idx = idx.to(device)
             x = train_images[idx].float().div_(127.5).sub_(1.0)
             x = preprocess(augment(x, cfg.max_shift, generator=gen).to(device))
             y = train_labels[idx].to(device)
-            lr = lr_at(step, cfg)
+            time_frac = _time_fraction(started, cfg, dist_info, device)
+            lr = lr_at(step, cfg, time_frac)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             parts = ddp_model(x, y)
@@ -342,9 +389,14 @@ def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool
                 barrier()
             if stop_flag.agreed(device):
                 break
+            if time_frac >= 1.0:
+                time_up = True
+                if main:
+                    logger.log({"kind": "time_budget", "step": step, "max_minutes": cfg.max_minutes})
+                break
     bar.close()
     save_checkpoint()
-    if step < cfg.iters:
+    if step < cfg.iters and not time_up:
         if main:
             print(f"stopped at step {step} of {cfg.iters}; run the same command again to continue")
         barrier()
@@ -375,6 +427,7 @@ def _train(cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool
                 "train": {
                     "data": cfg.data,
                     "steps": step,
+                    "stopped_by_time_budget": time_up,
                     "train_identities": len(train_ids),
                     "heldout_identities": held_ids,
                     "holdout": cfg.holdout,

@@ -114,6 +114,10 @@ class GanTrainConfig:
     n_sample: int = 64
     log_every: int = 50
     stop_after: int | None = None  # stop (as if killed, no save) after this many completed steps
+    # Wall-time budget: once this many minutes have passed since the trainer started, the run ends
+    # at the step in progress as if --iters had been reached there (checkpoint, samples,
+    # generator.pt / --export). For fixed-length GPU slots, where the step rate is unknown up front.
+    max_minutes: float | None = None
     export: str | None = None
 
     def generator_config(self) -> dict[str, Any]:
@@ -154,6 +158,8 @@ def validate_config(cfg: GanTrainConfig) -> None:
         raise EgainError(f"--device must be auto, cpu or cuda[:N], got '{cfg.device}'")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise EgainError(f"--device {cfg.device} asks for CUDA but none is available; use --device cpu")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise EgainError(f"--max-minutes must be > 0, got {cfg.max_minutes}")
     if isinstance(cfg.r1, str) and cfg.r1 != "auto":
         raise EgainError(f"--r1 must be a number or 'auto', got '{cfg.r1}'")
     for name in (
@@ -463,8 +469,26 @@ def train_gan(cfg: GanTrainConfig, dist_info: DistInfo | None = None) -> dict[st
             cleanup()
 
 
+def _now() -> float:
+    """Clock of the wall-time budget (a function of its own so tests can drive it)."""
+    return time.monotonic()
+
+
+def _time_up(deadline: float | None, di: DistInfo) -> bool:
+    """Whether the wall-time budget is spent, agreed by all ranks (one stops, all stop)."""
+    if deadline is None:
+        return False
+    up = _now() >= deadline
+    if not di.enabled:
+        return up
+    flag = torch.tensor([1.0 if up else 0.0], device=di.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
+
+
 def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     device = di.device
+    deadline = _now() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     thread_warning = _set_threads(cfg, device)
     out = Path(cfg.out)
     resume_path = _resolve_resume(cfg, out)
@@ -488,6 +512,7 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
         dataset.preload(progress_bar=di.is_main)
 
     import egain.generators as gen_api  # late: keeps 'egain gan --help' light
+
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     g_build = {k: v for k, v in g_config.items() if k not in ("arch", "size")}
     d_build = {k: v for k, v in d_config.items() if k not in ("arch", "size")}
@@ -713,6 +738,11 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
             bar.update(1)
 
             stop_now = stop_flag.agreed(device)
+            if not stop_now and _time_up(deadline, di):
+                # the budget ends the run here: what follows treats this step as the last one
+                target_steps = stop_at = step
+                if di.is_main:
+                    logger.log({"event": "time_budget", "step": step, "max_minutes": cfg.max_minutes})
 
             if step % cfg.log_every == 0 or step == stop_at or stop_now:
                 now = time.perf_counter()
@@ -820,6 +850,7 @@ def _export(G_ema: nn.Module, path: Path, cfg: GanTrainConfig, step: int) -> Non
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     import egain.generators as gen_api  # late: keeps 'egain gan --help' light
+
     latent_avg = G_ema.mean_latent(10000, seed=0)[0]
     meta = {
         "trained_steps": step,
