@@ -62,6 +62,21 @@ def test_registered_method_trains_inverts_and_evaluates_through_the_cli(plugin, 
     argv = ["evaluate", "--source", str(world["data"]), "--method", f"{plugin}={out}", "--out", str(report)]
     assert main([*argv, "--metrics", "ssim,psnr", "--identity-backend", "none"]) == 0
     assert (report / "scores.csv").exists()
+    # compare: any registered method as NAME=CHECKPOINT beside (or instead of) the bundled ones
+    from egain.workflows.compare import run_compare
+
+    result = run_compare(
+        tmp_path / "cmp",
+        [f"{plugin}={run / 'model.pt'}"],
+        sets="eval",
+        seeds=[0],
+        n=3,
+        size=16,
+        device="cpu",
+        min_n=1,
+        progress=False,
+    )
+    assert any(row["method"] == plugin for row in result.table)
 
 
 def test_a_flag_of_another_method_is_refused_in_one_line(plugin, world, tmp_path, capsys):

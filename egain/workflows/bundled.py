@@ -53,17 +53,38 @@ ZOO_HELP = (
 
 
 def parse_labels(text: str | Iterable[str], default: Sequence[str]) -> list[str]:
-    """A comma list (or sequence) of method labels, validated; empty means ``default``."""
+    """A comma list (or sequence) of method labels, validated; empty means ``default``.
+
+    A label is a bundled method (``e4e``, ``egain``, ...) or ``NAME=CHECKPOINT``: any registered
+    method (plug-ins included) loaded from a checkpoint path or ``zoo:NAME``, shown as ``NAME``.
+    """
+    from egain.methods import available
+
     items = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t).strip() for t in text]
     items = [t for t in items if t] or list(default)
-    unknown = [t for t in items if t not in BUNDLED_METHODS]
-    if unknown:
-        raise InputError(
-            f"unknown bundled method {unknown[0]!r}; expected a comma list of {', '.join(BUNDLED_METHODS)}"
-        )
-    if len(set(items)) != len(items):
+    for item in items:
+        name, sep, path = item.partition("=")
+        if sep:
+            if name not in available():
+                raise InputError(
+                    f"unknown method {name!r} in {item!r}; registered methods: {', '.join(available())}"
+                )
+            if not path:
+                raise InputError(f"{item!r}: expected NAME=CHECKPOINT (a path or zoo:NAME)")
+        elif item not in BUNDLED_METHODS:
+            raise InputError(
+                f"unknown bundled method {item!r}; expected a comma list of {', '.join(BUNDLED_METHODS)} "
+                "or NAME=CHECKPOINT for any registered method"
+            )
+    names = [label_name(t) for t in items]
+    if len(set(names)) != len(names):
         raise InputError(f"a method is listed twice in {','.join(items)}")
     return items
+
+
+def label_name(label: str) -> str:
+    """The name a label is shown under (``NAME`` of ``NAME=CHECKPOINT``)."""
+    return label.partition("=")[0]
 
 
 def missing_weights(labels: Sequence[str]) -> list[str]:
@@ -71,7 +92,8 @@ def missing_weights(labels: Sequence[str]) -> list[str]:
     from egain import zoo
 
     have = set(zoo.available())
-    return [BUNDLED_METHODS[lb].weights for lb in labels if BUNDLED_METHODS[lb].weights not in have]
+    bundled = [lb for lb in labels if lb in BUNDLED_METHODS]
+    return [BUNDLED_METHODS[lb].weights for lb in bundled if BUNDLED_METHODS[lb].weights not in have]
 
 
 def require_weights(labels: Sequence[str], command: str) -> None:
@@ -98,7 +120,7 @@ def embedder_spec(metric: str) -> str:
 
 
 def load_bundled(label: str, device: torch.device | str = "cpu") -> nn.Module:
-    """The trained inversion model behind ``label``, from the zoo.
+    """The trained inversion model behind ``label``: from the zoo, or ``NAME=CHECKPOINT``.
 
     Our checkpoints embed their (small) generator; when one only references its generator by a
     path of the machine it was trained on, the bundled generator it was trained with is used.
@@ -106,6 +128,11 @@ def load_bundled(label: str, device: torch.device | str = "cpu") -> nn.Module:
     from egain import methods, zoo
     from egain.runtime.checkpoint import load_checkpoint
 
+    name, sep, path = label.partition("=")
+    if sep:  # any registered method from a checkpoint
+        model = methods.create(name, checkpoint=path, device=device)
+        model.eval()
+        return model
     spec = BUNDLED_METHODS[label]
     path = zoo.bundled_path(spec.weights)
     ckpt = load_checkpoint(path, what=f"bundled {spec.weights}")

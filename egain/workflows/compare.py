@@ -54,6 +54,7 @@ from egain.workflows.bundled import (
     COMPARE_METHODS,
     EMBEDDERS,
     embedder_available,
+    label_name,
     load_bundled,
     parse_labels,
     require_weights,
@@ -633,7 +634,8 @@ def run_compare(
     require_weights(labels, "egain compare")
     dev = resolve_device(device)
     t_start = time.perf_counter()
-    models = {label: load_bundled(label, dev) for label in labels}
+    models = {label_name(label): load_bundled(label, dev) for label in labels}
+    labels = list(models)
     sizes = {int(m.input_size) for m in models.values()}
     if size is None:
         if len(sizes) != 1:

@@ -32,6 +32,7 @@ from egain.workflows.bundled import (
     DEMO_METHODS,
     EMBEDDERS,
     embedder_available,
+    label_name,
     load_bundled,
     parse_labels,
     require_weights,
@@ -129,7 +130,8 @@ def run_demo(
     if len({f.stem for f in files}) != len(files):
         raise InputError("input images must have distinct file names (reconstructions keep the source names)")
     dev = resolve_device(device)
-    models = {label: load_bundled(label, dev) for label in labels}
+    models = {label_name(label): load_bundled(label, dev) for label in labels}
+    labels = list(models)
 
     out = Path(out)
     if out.exists() and not out.is_dir():
