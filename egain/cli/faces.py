@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from egain.cli.argtypes import positive_int
 from egain.errors import InputError
 
 
@@ -30,7 +31,9 @@ def register(subparsers) -> None:
     t.add_argument("--loss", choices=("arcface", "magface"), required=True)
     t.add_argument("--data", required=True, help="folder with labels.jsonl, or synthfaces:SPEC")
     t.add_argument("--out", required=True, help="run folder (checkpoint, log, embedder.pt, plots)")
-    t.add_argument("--size", type=int, default=64, help="image size the data is loaded at (default 64)")
+    t.add_argument(
+        "--size", type=positive_int, default=64, help="image size the data is loaded at (default 64)"
+    )
     t.add_argument(
         "--crop",
         default="auto",
@@ -103,7 +106,9 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     from egain.faces.nets import FaceNetConfig
     from egain.training.faces import FaceTrainConfig, train_faces
+    from egain.utils.paths import check_output_dir
 
+    check_output_dir(args.out, "run folder")
     if len(args.widths) != len(args.units):
         raise InputError(f"--widths {args.widths} and --units {args.units} need the same length")
     net = FaceNetConfig(
@@ -167,7 +172,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from egain.faces.embedder import load_embedder
     from egain.faces.verification import plot_verification
     from egain.training.faces import evaluate_faces
+    from egain.utils.paths import check_output_dir
 
+    if args.out:
+        check_output_dir(args.out, "report folder")
     embedder = load_embedder(args.embedder, device=args.device)
     size = args.size or embedder.preprocess.reference_size or embedder.preprocess.input_size
     splits = [s for s in args.split.split(",") if s] if args.split else None

@@ -10,6 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
+from egain.cli.argtypes import positive_int
 from egain.errors import EgainError
 
 
@@ -51,7 +52,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     )
     m = p.add_argument_group("model")
     m.add_argument("--arch", choices=("stylegan2", "swagan"), default="stylegan2")
-    m.add_argument("--size", type=int, default=64, help="output resolution (power of two >= 16)")
+    m.add_argument("--size", type=positive_int, default=64, help="output resolution (power of two >= 16)")
     m.add_argument("--style-dim", type=int, default=None, help="latent width (generator default if unset)")
     m.add_argument("--n-mlp", type=int, default=None, help="mapping-network depth")
     m.add_argument("--channel-base", type=int, default=None, help="channel table base")
@@ -71,8 +72,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--workers", type=int, default=2, help="DataLoader workers when not preloaded")
     o = p.add_argument_group("optimisation")
     o.add_argument("--out", required=True, help="run folder (checkpoint, samples, log)")
-    o.add_argument("--batch", type=int, default=16, help="global batch size (split over processes)")
-    o.add_argument("--iters", type=int, default=800_000, help="total training steps")
+    o.add_argument("--batch", type=positive_int, default=16, help="global batch size (split over processes)")
+    o.add_argument("--iters", type=positive_int, default=800_000, help="total training steps")
     o.add_argument("--lr", type=float, default=0.002)
     o.add_argument("--r1", type=_r1_value, default=10.0, help="R1 gamma, or 'auto' = 0.0002*size^2/batch")
     o.add_argument("--d-reg-every", type=int, default=16, help="lazy R1 interval")
@@ -113,20 +114,25 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="generator.pt, checkpoint.pt or a rosinality .pt")
-    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--n", type=positive_int, default=16, help="number of samples")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--out-dir", default=None, help="also write each sample as its own PNG here")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     p.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise mode")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=positive_int, default=16)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_sample)
 
 
 def _train(args: argparse.Namespace) -> int:
     from egain.training.gan import GanTrainConfig, train_gan
+    from egain.utils.paths import check_output_dir, check_output_file
+
+    check_output_dir(args.out, "run folder")
+    if args.export:
+        check_output_file(args.export, "--export")
 
     cfg = GanTrainConfig(
         data=args.data,
@@ -195,8 +201,11 @@ def _sample(args: argparse.Namespace) -> int:
         raise EgainError(f"--n must be >= 1, got {args.n}")
     if not 0.0 <= args.truncation <= 1.0:
         raise EgainError(f"--truncation is a psi in [0, 1], got {args.truncation}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise EgainError(f"--device {args.device} asks for CUDA but none is available; use --device cpu")
+    from egain.utils.paths import check_output_dir, check_output_file
+
+    check_output_file(args.out, "sample grid")
+    if args.out_dir:
+        check_output_dir(args.out_dir, "--out-dir")
     device = resolve_device(args.device)
     G = load_generator(args.checkpoint, device=device)
     G.eval()

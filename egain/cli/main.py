@@ -12,12 +12,14 @@ Set ``EGAIN_DEBUG=1`` to see the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 
 # command name -> (module, one-line help). Keep alphabetical within groups.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "checkpoint": ("egain.cli.checkpoint", "convert checkpoints to a format egain loads safely"),
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
@@ -34,6 +36,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="egain", description="High-fidelity GAN inversion toolkit.")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument(
+        "--trust-checkpoints",
+        action="store_true",
+        help="fully unpickle checkpoint files for this run (runs code a file names: trusted files only; "
+        "see docs/safety.md)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
@@ -73,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
     set_command(["egain", *argv])
 
+    from egain.runtime.checkpoint import trust_checkpoints
+
     try:
-        code = func(args)
+        with trust_checkpoints(True) if args.trust_checkpoints else contextlib.nullcontext():
+            code = func(args)
     except EgainError as exc:
         if os.environ.get("EGAIN_DEBUG") == "1":
             raise

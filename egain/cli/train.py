@@ -94,6 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from egain.utils.paths import check_output_dir  # a file at --out is one line, not a traceback
+
+    check_output_dir(args.out, "run folder")
     from egain.training.inversion import InversionTrainConfig, train_inversion
 
     overrides = {}

@@ -20,7 +20,7 @@ from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.methods import generator_io
 from egain.methods.composition import CHECKPOINT_FORMAT, RUNTIME_OPTIONS, EGAINMethod
 from egain.nn.layout import check_memory_format
-from egain.runtime.checkpoint import load_checkpoint
+from egain.runtime.checkpoint import load_checkpoint, load_state_checked
 from egain.utils.device import resolve_device
 
 
@@ -228,7 +228,7 @@ def _load_ours(
     cfg = {**ckpt["config"], **config}
     state = ckpt["state_dict"]
     method = spec.factory(spec.name, g, cfg, latent_avg=state.get("latent_avg"))
-    missing, unexpected = method.load_state_dict(state, strict=False)
+    missing, unexpected = load_state_checked(method, state, where, strict=False)
     missing = [k for k in missing if not k.startswith("generator.")]
     if missing or unexpected:
         raise CheckpointError(
