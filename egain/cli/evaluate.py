@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     check_output_dir(args.out, "report folder")
-    check_not_inside_inputs(args.out, [args.source])
+    check_not_inside_inputs(args.out, [args.source, *parse_method_args(args.method).values()])
     report = evaluate_folders(
         args.source,
         parse_method_args(args.method),

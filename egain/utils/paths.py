@@ -62,11 +62,15 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
 
 
 def input_folders(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """The folders that hold the inputs: a folder itself, or a file's parent folder."""
+    """The folders that hold the inputs: a folder itself, or a file's parent folder.
+
+    A missing input is left out (the command reports it as missing, which is the clearer error).
+    """
     out = []
     for p in inputs:
         p = Path(p)
-        out.append((p if p.is_dir() else p.parent).resolve())
+        if p.exists():
+            out.append((p if p.is_dir() else p.parent).resolve())
     return out
 
 
