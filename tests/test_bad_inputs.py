@@ -316,6 +316,11 @@ def test_safetensors_round_trip_and_generator(tmp_path):
     h = load_generator(tmp_path / "g.safetensors", device="cpu")
     z = torch.randn(2, g.style_dim)
     assert torch.equal(g.synthesize(g.mapping(z)), h.synthesize(h.mapping(z)))
+    m = methods.create("e4e", generator=g, basic_encoder=TINY_BASIC).eval()
+    m.save(tmp_path / "m.safetensors")
+    back_m = methods.create("e4e", checkpoint=tmp_path / "m.safetensors", device="cpu")
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(back_m.invert(x).reconstruction, m.invert(x).reconstruction)
     nested = {
         "a": {"b": torch.arange(3)},
         "t": (1, "x"),
@@ -622,7 +627,7 @@ def test_outputs_of_the_wrong_kind_are_one_line(world, tmp_path, capsys):
         ],
         "checkpoint convert": ["checkpoint", "convert", gen, a_dir],
     }
-    for name, argv in cases.items():
+    for argv in cases.values():
         one_line(capsys, run_cli(argv), str(a_file) if "a_dir" not in str(argv[-1]) else str(a_dir))
     unchanged(before)
     assert list(a_dir.iterdir()) == []
