@@ -678,7 +678,6 @@ def test_missing_inputs_are_one_line(world, tmp_path, capsys):
         (["evaluate", "--source", "s", "--method", "m=r", "--out", "o", "--size", "0"], "--size"),
         (["invert", "--method", "e4e", "--checkpoint", "c", "--input", "i", "--output", "o", "--passes", "-1"], "--passes"),
         (["invert", "--method", "e4e", "--checkpoint", "c", "--input", "i", "--output", "o", "--batch-size", "0"], "--batch-size"),
-        (["gan", "train", "--data", "d", "--out", "o", "--size", "0"], "--size"),
         (["gan", "sample", "--checkpoint", "c", "--n", "0"], "--n"),
         (["faces", "train", "--loss", "arcface", "--data", "d", "--out", "o", "--size", "-3"], "--size"),
         (["evaluate", "--source", "s", "--method", "m=r", "--out", "o", "--size", "x"], "expected an integer"),
@@ -757,3 +756,11 @@ def test_subprocess_hostile_and_bad_output(world, tmp_path):
         lines = [line for line in res.stderr.splitlines() if line.strip()]
         assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert not world["marker"].exists()
+
+
+def test_gan_train_checks_its_own_numbers(world, tmp_path, capsys):
+    """gan train validates --size/--batch/--iters in its config (one line, exit 2), before any work."""
+    for extra in (["--size", "0"], ["--iters", "-1"], ["--batch", "0"]):
+        argv = ["gan", "train", "--data", world["data"], "--out", tmp_path / "r", *extra]
+        one_line(capsys, run_cli(argv), extra[0])
+    assert not (tmp_path / "r").exists()

@@ -39,8 +39,8 @@ def register(subparsers) -> None:
         default="auto",
         help="face crop in px of --size: 'auto' (central 3/4; 8:56 at 64 -> 48 px net input), 'none', or t,b,l,r",
     )
-    t.add_argument("--iters", type=int, default=2500)
-    t.add_argument("--batch", type=int, default=64, help="batch per process")
+    t.add_argument("--iters", type=positive_int, default=2500)
+    t.add_argument("--batch", type=positive_int, default=64, help="batch per process")
     t.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 SGD, 1e-3 AdamW)")
     t.add_argument("--weight-decay", type=float, default=5e-4)
@@ -84,7 +84,7 @@ def register(subparsers) -> None:
     e.add_argument("--data", required=True, help="folder with labels.jsonl, or synthfaces:SPEC")
     e.add_argument("--out", default=None, help="report folder (report.json, roc.png); default: print only")
     e.add_argument(
-        "--size", type=int, default=None, help="load images at this size (default: embedder input)"
+        "--size", type=positive_int, default=None, help="load images at this size (default: embedder input)"
     )
     e.add_argument(
         "--identities",
@@ -98,7 +98,7 @@ def register(subparsers) -> None:
         "--split", default=None, help="only images whose labels.jsonl 'split' is one of these (a,b)"
     )
     e.add_argument("--far", type=float, default=1e-3)
-    e.add_argument("--per-identity", type=int, default=None, help="at most N images per identity")
+    e.add_argument("--per-identity", type=positive_int, default=None, help="at most N images per identity")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=_evaluate)
 
