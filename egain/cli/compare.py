@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from egain.cli.argtypes import positive_int
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from egain.workflows.bundled import BUNDLED_METHODS, COMPARE_METHODS
@@ -34,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"comma list of bundled methods (default: all: {', '.join(BUNDLED_METHODS)})",
     )
     p.add_argument("--sets", default="eval,hard", help="comma list of eval,hard (default both)")
-    p.add_argument("--n", type=positive_int, help="images per set (default: the full recipes, 500 and 200)")
-    p.add_argument("--size", type=positive_int, help="render size (default: the methods' input size)")
+    p.add_argument("--n", type=int, help="images per set (default: the full recipes, 500 and 200)")
+    p.add_argument("--size", type=int, help="render size (default: the methods' input size)")
     p.add_argument("--readme", help="rewrite the comparison block of this Markdown file")
     p.add_argument(
         "--readme-assets",

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from egain.cli.argtypes import positive_int
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="make datasets (synthfaces)", description="Make datasets.")
@@ -23,10 +21,8 @@ def register(subparsers) -> None:
     )
     s.add_argument("--out", required=True, help="output folder (new or empty)")
     s.add_argument("--identities", type=int, default=1000, help="identities 0..N-1 (default 1000)")
-    s.add_argument("--per-identity", type=positive_int, default=10, help="images per identity (default 10)")
-    s.add_argument(
-        "--size", type=positive_int, default=64, help="image size, a power of two >= 16 (default 64)"
-    )
+    s.add_argument("--per-identity", type=int, default=10, help="images per identity (default 10)")
+    s.add_argument("--size", type=int, default=64, help="image size, a power of two >= 16 (default 64)")
     s.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     s.add_argument(
         "--rare-rate",

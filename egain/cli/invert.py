@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from egain.methods import create
+    from egain.runtime.checkpoint import clean_stale_tmp
     from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
     from egain.utils.images import INVERT_TIMING, OWN_SIDE_FILES, list_images, open_image
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
     size = method.input_size
     claim_output_dir(out, run_record, overwrite=args.overwrite, ignore=OWN_SIDE_FILES)
+    clean_stale_tmp(out)  # half-written images of a killed earlier run
 
     resized = 0
     seconds = 0.0

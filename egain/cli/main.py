@@ -33,8 +33,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``egain CMD: error: ...``), like every
+    other egain error; the full usage stays one ``--help`` away. Sub-parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="egain", description="High-fidelity GAN inversion toolkit.")
+    parser = OneLineParser(prog="egain", description="High-fidelity GAN inversion toolkit.")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
         "--trust-checkpoints",
@@ -71,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help / --version (0) and usage errors (2), as exit codes
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
