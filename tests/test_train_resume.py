@@ -79,6 +79,7 @@ def test_signal_saves_and_resume_is_bit_exact(world, tmp_path, monkeypatch):
     # a write killed mid-way leaves a temporary file of a dead process: cleaned at the next start
     stale = tmp_path / "run" / ".checkpoint.pt.999999999.tmp"
     stale.write_bytes(b"partial")
+    os.utime(stale, (1e9, 1e9))  # written before this process started, as by a killed run
     train_inversion(_cfg(world, tmp_path / "run"))
     assert not stale.exists()
     _assert_same(reference, _weights(tmp_path / "run"))
@@ -94,7 +95,9 @@ def test_crash_during_a_checkpoint_write_resumes_from_the_previous_one(world, tm
     def crash_on_the_fourth_write(obj, path):
         writes["n"] += 1
         if writes["n"] == 4:  # step 4: model.pt written, then the process dies writing checkpoint.pt
-            Path(path).with_name(f".{Path(path).name}.999999998.tmp").write_bytes(b"half")
+            tmp = Path(path).with_name(f".{Path(path).name}.999999998.tmp")
+            tmp.write_bytes(b"half")
+            os.utime(tmp, (1e9, 1e9))
             raise SystemExit("killed")
         return real_save(obj, path)
 

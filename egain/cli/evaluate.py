@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from egain.cli.argtypes import non_negative_int, positive_int
 from egain.errors import InputError
 
 
@@ -61,10 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lpips-linear",
         help="LPIPS v0.1 linear layers alex.pth / vgg.pth (default: from an installed 'lpips' package)",
     )
-    p.add_argument("--grid", type=int, default=8, metavar="N", help="images in grid.png (0: no grid)")
-    p.add_argument("--size", type=int, help="resize+centre-crop both images of each pair to NxN first")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CI")
+    p.add_argument(
+        "--grid", type=non_negative_int, default=8, metavar="N", help="images in grid.png (0: no grid)"
+    )
+    p.add_argument(
+        "--size", type=positive_int, help="resize+centre-crop both images of each pair to NxN first"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--bootstrap", type=non_negative_int, default=2000, help="bootstrap resamples for the CI")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.set_defaults(func=run)
@@ -88,9 +93,12 @@ def parse_method_args(values: list[str]) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from egain.metrics.evaluate import evaluate_folders, format_console_summary
+    from egain.utils.paths import check_not_inside_inputs, check_output_dir
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_output_dir(args.out, "report folder")
+    check_not_inside_inputs(args.out, [args.source, *parse_method_args(args.method).values()])
     report = evaluate_folders(
         args.source,
         parse_method_args(args.method),

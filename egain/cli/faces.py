@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from egain.cli.argtypes import positive_int
 from egain.errors import InputError
 
 
@@ -29,14 +30,16 @@ def register(subparsers) -> None:
     t.add_argument("--loss", choices=("arcface", "cosface", "magface"), required=True)
     t.add_argument("--data", required=True, help="folder with labels.jsonl, or synthfaces:SPEC")
     t.add_argument("--out", required=True, help="run folder (checkpoint, log, embedder.pt, plots)")
-    t.add_argument("--size", type=int, default=64, help="image size the data is loaded at (default 64)")
+    t.add_argument(
+        "--size", type=positive_int, default=64, help="image size the data is loaded at (default 64)"
+    )
     t.add_argument(
         "--crop",
         default="auto",
         help="face crop in px of --size: 'auto' (central 3/4; 8:56 at 64 -> 48 px net input), 'none', or t,b,l,r",
     )
-    t.add_argument("--iters", type=int, default=2500)
-    t.add_argument("--batch", type=int, default=64, help="batch per process")
+    t.add_argument("--iters", type=positive_int, default=2500)
+    t.add_argument("--batch", type=positive_int, default=64, help="batch per process")
     t.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 SGD, 1e-3 AdamW)")
     t.add_argument("--weight-decay", type=float, default=5e-4)
@@ -92,7 +95,7 @@ def register(subparsers) -> None:
     e.add_argument("--data", required=True, help="folder with labels.jsonl, or synthfaces:SPEC")
     e.add_argument("--out", default=None, help="report folder (report.json, roc.png); default: print only")
     e.add_argument(
-        "--size", type=int, default=None, help="load images at this size (default: embedder input)"
+        "--size", type=positive_int, default=None, help="load images at this size (default: embedder input)"
     )
     e.add_argument(
         "--identities",
@@ -106,7 +109,7 @@ def register(subparsers) -> None:
         "--split", default=None, help="only images whose labels.jsonl 'split' is one of these (a,b)"
     )
     e.add_argument("--far", type=float, default=1e-3)
-    e.add_argument("--per-identity", type=int, default=None, help="at most N images per identity")
+    e.add_argument("--per-identity", type=positive_int, default=None, help="at most N images per identity")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=_evaluate)
 
@@ -114,7 +117,9 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     from egain.faces.nets import FaceNetConfig
     from egain.training.faces import FaceTrainConfig, train_faces
+    from egain.utils.paths import check_output_dir
 
+    check_output_dir(args.out, "run folder")
     if len(args.widths) != len(args.units):
         raise InputError(f"--widths {args.widths} and --units {args.units} need the same length")
     net = FaceNetConfig(
@@ -188,7 +193,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from egain.faces.verification import plot_verification
     from egain.runtime.files import atomic_write_json
     from egain.training.faces import evaluate_faces
+    from egain.utils.paths import check_output_dir
 
+    if args.out:
+        check_output_dir(args.out, "report folder")
     embedder = load_embedder(args.embedder, device=args.device)
     size = args.size or embedder.preprocess.reference_size or embedder.preprocess.input_size
     splits = [s for s in args.split.split(",") if s] if args.split else None

@@ -10,6 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
+from egain.cli.argtypes import positive_int
 from egain.errors import EgainError
 
 
@@ -120,20 +121,25 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="generator.pt, checkpoint.pt or a rosinality .pt")
-    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--n", type=positive_int, default=16, help="number of samples")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--out-dir", default=None, help="also write each sample as its own PNG here")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
     p.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise mode")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=positive_int, default=16)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_sample)
 
 
 def _train(args: argparse.Namespace) -> int:
     from egain.training.gan import GanTrainConfig, train_gan
+    from egain.utils.paths import check_output_dir, check_output_file
+
+    check_output_dir(args.out, "run folder")
+    if args.export:
+        check_output_file(args.export, "--export")
 
     cfg = GanTrainConfig(
         data=args.data,
@@ -204,8 +210,11 @@ def _sample(args: argparse.Namespace) -> int:
         raise EgainError(f"--n must be >= 1, got {args.n}")
     if not 0.0 <= args.truncation <= 1.0:
         raise EgainError(f"--truncation is a psi in [0, 1], got {args.truncation}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise EgainError(f"--device {args.device} asks for CUDA but none is available; use --device cpu")
+    from egain.utils.paths import check_output_dir, check_output_file
+
+    check_output_file(args.out, "sample grid")
+    if args.out_dir:
+        check_output_dir(args.out_dir, "--out-dir")
     device = resolve_device(args.device)
     G = load_generator(args.checkpoint, device=device)
     G.eval()
@@ -246,10 +255,10 @@ def _register_fid(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", required=True, help="generator (ours, a gan-train checkpoint, or rosinality)"
     )
     p.add_argument("--data", required=True, help="folder of real images")
-    p.add_argument("--n", type=int, default=5000, help="samples and real images used (default 5000)")
+    p.add_argument("--n", type=positive_int, default=5000, help="samples and real images used (default 5000)")
     p.add_argument("--features", default="synthfaces-arcface", help="face-embedder spec for the features")
     p.add_argument("--truncation", type=float, default=1.0)
-    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--batch", type=positive_int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument(

@@ -8,18 +8,25 @@ parameter counts) for the comparison table.
 Images whose size differs from the model's input size are resized (short side + centre crop) with
 a warning. Every file is written to a temporary name and renamed, so an interrupted run never leaves
 a half-written image.
+
+Outputs never destroy inputs (egain.utils.paths): an output folder that is or lies inside the input
+folder is refused; a folder holding another run's results (recorded in its ``.egain-run.json``) or
+files egain did not write is refused unless ``--overwrite``; inputs that would share an output name
+(``face.png`` and ``face.jpg``) are refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from egain.errors import EgainError, InputError
+from egain.cli.argtypes import non_negative_int, positive_int
+from egain.errors import EgainError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,31 +50,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--save-latents", action="store_true", help="also write latents/NAME.pt")
     p.add_argument("--save-deltas", action="store_true", help="also write Delta0 and gate maps as images")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--passes", type=int, help="override the number of delta passes (iterative scheme)")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument(
+        "--passes", type=non_negative_int, help="override the number of delta passes (iterative scheme)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an output folder that holds another run's results (replacing same-named files)",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from egain.methods import create
+    from egain.runtime.checkpoint import clean_stale_tmp
     from egain.runtime.files import atomic_write_json
     from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
-    from egain.utils.images import INVERT_TIMING, list_images, open_image
+    from egain.utils.images import INVERT_TIMING, OWN_SIDE_FILES, list_images, open_image
+    from egain.utils.paths import claim_output_dir
 
     if args.batch_size < 1:
         raise EgainError(f"--batch-size must be >= 1, got {args.batch_size}")
     files = list_images(args.input)  # raises a clear error for a missing or empty input
+    out = Path(args.output)
+    run_record = invert_run_record(args)
+    names = check_invert_outputs(out, args.input, files, run_record, overwrite=args.overwrite)
     device = resolve_device(args.device)
     extra = {"passes": args.passes} if args.passes is not None else {}
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
     size = method.input_size
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    names = [f.name for f in files]
-    if len(set(names)) != len(names):
-        raise InputError("input images must have distinct file names (outputs keep the source names)")
+    claim_output_dir(out, run_record, overwrite=args.overwrite, ignore=OWN_SIDE_FILES)
+    clean_stale_tmp(out)  # half-written images of a killed earlier run
 
     resized = 0
     seconds = 0.0
@@ -85,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - t0
-        _write(out, chunk, inv, args.save_latents, args.save_deltas)
+        _write(out, chunk, names[start : start + args.batch_size], inv, args.save_latents, args.save_deltas)
         bar.update(len(chunk))
     bar.close()
     if resized:
@@ -109,12 +125,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(out: Path, files: list[Path], inv, save_latents: bool, save_deltas: bool) -> None:
+def invert_run_record(args: argparse.Namespace) -> dict:
+    """What identifies an invert run in its output folder's marker (re-running it is allowed)."""
+
+    def absolute(p: str | None) -> str | None:
+        return None if p is None else str(Path(p).resolve())
+
+    return {
+        "command": "invert",
+        "method": args.method,
+        "checkpoint": absolute(args.checkpoint),
+        "generator": absolute(args.generator),
+        "input": absolute(args.input),
+        "passes": args.passes,
+    }
+
+
+def check_invert_outputs(
+    out: Path, input_path: str | os.PathLike, files: list[Path], run: dict, *, overwrite: bool
+) -> list[str]:
+    """Every refusal that protects data, before any work: returns the output name of each file."""
+    from egain.utils.images import OWN_SIDE_FILES
+    from egain.utils.paths import check_not_inside_inputs, claim_output_dir, output_names
+
+    check_not_inside_inputs(out, [input_path])
+    names = output_names(files, ".png")
+    claim_output_dir(out, run, overwrite=overwrite, ignore=OWN_SIDE_FILES, write=False)
+    return names
+
+
+def _write(
+    out: Path, files: list[Path], names: list[str], inv, save_latents: bool, save_deltas: bool
+) -> None:
     from egain.runtime.checkpoint import atomic_torch_save
     from egain.utils.images import save_image
 
     for i, f in enumerate(files):
-        save_image(inv.reconstruction[i].cpu(), out / f"{f.stem}.png")
+        save_image(inv.reconstruction[i].cpu(), out / names[i])
         if save_latents:
             atomic_torch_save(
                 {

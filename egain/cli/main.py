@@ -12,12 +12,14 @@ Set ``EGAIN_DEBUG=1`` to see the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 
 # command name -> (module, one-line help). Keep alphabetical within groups.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "checkpoint": ("egain.cli.checkpoint", "convert checkpoints to a format egain loads safely"),
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
@@ -30,9 +32,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``egain CMD: error: ...``), like every
+    other egain error; the full usage stays one ``--help`` away. Sub-parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="egain", description="High-fidelity GAN inversion toolkit.")
+    parser = OneLineParser(prog="egain", description="High-fidelity GAN inversion toolkit.")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument(
+        "--trust-checkpoints",
+        action="store_true",
+        help="fully unpickle checkpoint files for this run (runs code a file names: trusted files only; "
+        "see docs/safety.md)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
@@ -62,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help / --version (0) and usage errors (2), as exit codes
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -72,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
 
     set_command(["egain", *argv])
 
+    from egain.runtime.checkpoint import trust_checkpoints
+
     try:
-        code = func(args)
+        with trust_checkpoints(True) if args.trust_checkpoints else contextlib.nullcontext():
+            code = func(args)
     except EgainError as exc:
         if os.environ.get("EGAIN_DEBUG") == "1":
             raise

@@ -130,6 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from egain.methods import method_class
     from egain.training.inversion import InversionTrainConfig, TrainingInterrupted, train_inversion
+    from egain.utils.paths import check_output_dir  # a file at --out is one line, not a traceback
+
+    check_output_dir(args.out, "run folder")
 
     cls = method_class(args.method)
     if not cls.trains():

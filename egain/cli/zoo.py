@@ -19,7 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pv.set_defaults(func=_verify)
     pa = zsub.add_parser("add", help="copy a trained export into the zoo and write its manifest")
     pa.add_argument("--name", required=True)
-    pa.add_argument("--weights", required=True, help="exported weights (.pt)")
+    pa.add_argument("--weights", required=True, help="exported weights (.pt or .safetensors)")
+    pa.add_argument(
+        "--format",
+        choices=["pt", "safetensors"],
+        default=None,
+        help="how to store the weights in the zoo (default: as the --weights file is)",
+    )
     pa.add_argument("--run-info", required=True, help="the run.json written by the trainer")
     pa.add_argument("--kind", required=True, choices=["generator", "face-embedder", "method"])
     pa.add_argument("--scores", help="JSON file of scores to record")
@@ -81,6 +87,7 @@ def _add(args: argparse.Namespace) -> int:
         scores=scores,
         notes=args.notes,
         generator_zoo=args.generator_zoo,
+        fmt=args.format,
     )
     print(f"added {rec['name']} ({rec['size_bytes'] / 1e6:.1f} MB, sha256 {rec['sha256'][:12]})")
     return 0

@@ -30,7 +30,7 @@ from torch import nn
 from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.faces.nets import FaceNetConfig, IResNet, IRSEFaceNet, arcface_irse50, iresnet
 from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
-from egain.runtime.checkpoint import load_checkpoint
+from egain.runtime.checkpoint import load_checkpoint, load_state_checked
 
 EMBEDDER_FORMAT = "face-embedder"
 
@@ -142,7 +142,7 @@ def embedder_checkpoint(
 
 def load_egain_embedder(path: str | os.PathLike, device: torch.device | str = "cpu", name: str | None = None):
     """Load an ``embedder.pt`` written by ``egain faces train``."""
-    ckpt = load_checkpoint(path, what="face-embedder checkpoint", weights_only=False)
+    ckpt = load_checkpoint(path, what="face-embedder checkpoint")
     fmt = ckpt.get("egain_format")
     if fmt != EMBEDDER_FORMAT:
         hint = ""
@@ -157,7 +157,7 @@ def load_egain_embedder(path: str | os.PathLike, device: torch.device | str = "c
     try:
         config = FaceNetConfig.from_dict(ckpt["config"])
         net = IRSEFaceNet.from_config(config)
-        net.load_state_dict(ckpt["state_dict"], strict=True)
+        load_state_checked(net, ckpt["state_dict"], f"face-embedder checkpoint '{path}'")
         preprocess = FacePreprocess.from_dict(ckpt["preprocess"])
     except (RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"face-embedder checkpoint '{path}' does not match its config: {exc}") from None
@@ -206,7 +206,7 @@ def load_arcface_irse50(path: str | os.PathLike, device: torch.device | str = "c
     p = _require_file(
         path, "ArcFace IR-SE50 weights 'model_ir_se50.pth'", ARCFACE_IRSE50_URL, "'arcface-irse50:PATH'"
     )
-    state = load_checkpoint(p, what="ArcFace IR-SE50 weights", weights_only=True)
+    state = load_checkpoint(p, what="ArcFace IR-SE50 weights")
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -247,7 +247,7 @@ def load_magface_iresnet(
         MAGFACE_IR100_URL,
         "'magface-iresnet100:PATH'",
     )
-    ckpt = load_checkpoint(p, what="MagFace checkpoint", weights_only=False)
+    ckpt = load_checkpoint(p, what="MagFace checkpoint")
     state = magface_backbone_state(ckpt)
     if not state:
         raise CheckpointError(

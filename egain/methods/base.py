@@ -21,7 +21,7 @@ from torch import nn
 
 from egain.errors import CheckpointError, InputError
 from egain.runtime.checkpoint import atomic_torch_save
-from egain.utils.images import load_image, pil_to_tensor, resize_center_crop
+from egain.utils.images import check_image_range, load_image, pil_to_tensor, resize_center_crop, to_rgb
 
 CHECKPOINT_FORMAT = "egain-inversion"
 
@@ -92,7 +92,7 @@ def prepare_images(images: ImageInput, size: int, device: torch.device | str | N
             )
         if not x.is_floating_point():
             raise InputError(f"image tensors must be float in [-1, 1]; got dtype {x.dtype}")
-        x = x.float()
+        x = check_image_range(x.float())
         if tuple(x.shape[-2:]) != (size, size):
             if x.shape[-1] != x.shape[-2]:
                 raise InputError(
@@ -122,7 +122,7 @@ def _one_image(item: Any, size: int) -> torch.Tensor:
     if isinstance(item, torch.Tensor):
         return prepare_images(item, size)[0]
     if isinstance(item, Image.Image):
-        im = item.convert("RGB")
+        im = to_rgb(item)
         if im.size != (size, size):
             im = resize_center_crop(im, size)
         return pil_to_tensor(im)

@@ -27,7 +27,7 @@ from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.methods import generator_io
 from egain.methods.base import CHECKPOINT_FORMAT, InversionMethod
 from egain.nn.layout import check_memory_format
-from egain.runtime.checkpoint import load_checkpoint
+from egain.runtime.checkpoint import load_checkpoint, load_state_checked
 from egain.utils.device import resolve_device
 
 ENTRY_POINT_GROUP = "egain.methods"
@@ -198,12 +198,7 @@ def _load_ours(
     cfg = {**ckpt["config"], **config}
     state = ckpt["state_dict"]
     method = cls.from_config(g, cfg, latent_avg=state.get("latent_avg"))
-    try:
-        missing, unexpected = method.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((ln.strip() for ln in first if "size mismatch" in ln), first[-1] if first else "")
-        raise CheckpointError(f"{where} does not fit the '{cls.name}' architecture: {detail}") from None
+    missing, unexpected = load_state_checked(method, state, where, strict=False)
     missing = [k for k in missing if not k.startswith("generator.")]
     if missing or unexpected:
         raise CheckpointError(

@@ -51,6 +51,7 @@ from egain.utils.images import (
     OWN_SIDE_FILES,
     is_data_image,
     is_image_file,
+    open_image,
     resize_center_crop,
 )
 
@@ -105,7 +106,10 @@ class ImageInfo:
 def _probe(path: Path) -> ImageInfo:
     try:
         with Image.open(path) as im:
-            return ImageInfo(path, im.size, im.mode)
+            w, h = im.size
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # shown rotated by 90 degrees
+                w, h = h, w
+            return ImageInfo(path, (w, h), im.mode)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return ImageInfo(path, error=f"{type(exc).__name__}: {exc}")
 
@@ -248,13 +252,9 @@ def pair_folders(
 
 
 def _load_uint8(path: Path, size: int | None) -> torch.Tensor:
-    """(3, H, W) uint8, grayscale expanded to RGB, alpha dropped; exact stored values."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"'{path}' could not be decoded ({type(exc).__name__}: {exc})") from None
+    """(3, H, W) uint8 as a person sees the file (and as ``egain invert`` read it): EXIF orientation
+    applied, 16-bit scaled, grayscale expanded, alpha composited on white (utils.images.open_image)."""
+    rgb = open_image(path)
     if size is not None and rgb.size != (size, size):
         rgb = resize_center_crop(rgb, size)
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()

@@ -262,13 +262,9 @@ def find_linear(net: str, path: str | os.PathLike | None = None) -> Path:
 
 
 def _load_state(path: Path, what: str) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: say which one
-        raise CheckpointError(f"cannot read {what} '{path}' ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{what} '{path}' is not a state dict")
-    return dict(state)
+    from egain.runtime.checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(path, what=what))
 
 
 # --------------------------------------------------------------------------------------------------

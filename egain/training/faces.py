@@ -33,7 +33,7 @@ from egain.faces.losses import make_loss
 from egain.faces.nets import FaceNetConfig, IRSEFaceNet
 from egain.faces.preprocess import FacePreprocess
 from egain.faces.verification import distortion_scores, plot_verification, verify
-from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.checkpoint import atomic_torch_save, clean_stale_tmp, load_checkpoint
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 from egain.runtime.files import atomic_path
 from egain.runtime.logging import JsonlLogger, progress
@@ -267,6 +267,8 @@ def _train(
     cfg: FaceTrainConfig, resume, dist_info: DistInfo, device, main: bool, out: Path, started: float
 ) -> dict:
     seed_everything(cfg.seed)
+    if main:  # half-written files of a run killed mid-save
+        clean_stale_tmp(out)
     preprocess = preprocess_for(cfg.size, cfg.crop, stages=len(cfg.net.get("widths", FaceNetConfig().widths)))
     net_cfg = FaceNetConfig.from_dict({**cfg.net, "input_size": preprocess.input_size})
     faces = load_faces(cfg.data, cfg.size, progress_bar=main)

@@ -50,7 +50,7 @@ from egain.losses.adversarial import (
     path_length_penalty,
     r1_penalty,
 )
-from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.checkpoint import atomic_torch_save, clean_stale_tmp, load_checkpoint, load_state_checked
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, broadcast_module, cleanup
 from egain.runtime.files import atomic_path, atomic_write_json, atomic_write_text
 from egain.runtime.logging import JsonlLogger, progress
@@ -491,6 +491,9 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     deadline = _now() + 60.0 * cfg.max_minutes if cfg.max_minutes else None
     thread_warning = _set_threads(cfg, device)
     out = Path(cfg.out)
+    if di.is_main:  # half-written files of a run killed mid-save
+        clean_stale_tmp(out)
+        clean_stale_tmp(out / "samples")
     resume_path = _resolve_resume(cfg, out)
     if cfg.batch % di.world_size:
         raise EgainError(
@@ -545,9 +548,9 @@ def _train(cfg: GanTrainConfig, di: DistInfo) -> dict[str, Any]:
     step = 0
     mean_path_length = torch.zeros((), device=device)
     if ckpt:
-        G.load_state_dict(ckpt["g"])
-        D.load_state_dict(ckpt["d"])
-        G_ema.load_state_dict(ckpt["g_ema"])
+        load_state_checked(G, ckpt["g"], f"'{resume_path}' ['g']")
+        load_state_checked(D, ckpt["d"], f"'{resume_path}' ['d']")
+        load_state_checked(G_ema, ckpt["g_ema"], f"'{resume_path}' ['g_ema']")
         if "g_optim" in ckpt:
             g_opt.load_state_dict(ckpt["g_optim"])
             d_opt.load_state_dict(ckpt["d_optim"])

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from egain.errors import CheckpointError, EgainError, InputError
 from egain.methods import InversionMethod, TrainingContext, generator_io, method_class
 from egain.methods.composition import TRAIN_FORMAT
-from egain.runtime.checkpoint import atomic_torch_save, clean_stale_temporaries, load_checkpoint
+from egain.runtime.checkpoint import atomic_torch_save, clean_stale_tmp, load_checkpoint
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
 from egain.runtime.logging import JsonlLogger, progress
 from egain.utils.device import seed_everything
@@ -182,7 +182,7 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     if dist.is_main:
-        clean_stale_temporaries(out)
+        clean_stale_tmp(out)
     lambdas = cfg.resolved_lambdas()
     options, _ = cfg.resolved_options()
 

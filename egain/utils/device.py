@@ -14,11 +14,28 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
     Under torchrun, "auto" and a bare "cuda" mean this process's GPU, ``cuda:LOCAL_RANK``.
     """
+    from egain.errors import EgainError
+
     if device is None or device == "auto":
         return rank_cuda_device() if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
-        return rank_cuda_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EgainError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EgainError(
+                f"--device {device} asks for a CUDA GPU, but none is visible to torch {torch.__version__} "
+                "here; use --device cpu (or auto)"
+            )
+        if dev.index is None and "LOCAL_RANK" in os.environ:
+            return rank_cuda_device()
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise EgainError(
+                f"--device {device} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise EgainError(f"--device {device} is not available here; use --device cpu (or auto)")
     return dev
 
 

@@ -3,18 +3,32 @@
 Conventions used across egain: image tensors are float (N, 3, H, W) in [-1, 1]; files are 8-bit RGB.
 Every loader raises :class:`~egain.errors.InputError` with the offending path instead of a PIL
 traceback, so a bad file in a folder of thousands is easy to find.
+
+Images are read as a person sees them (:func:`open_image`, :func:`to_rgb`):
+
+* the EXIF orientation is applied, so a phone photo stored sideways with orientation 6 is upright;
+* high-bit-depth images are scaled, not clipped: 16-bit (``I;16*``) by 65535, 32-bit integer
+  (``I``) by 65535 when any value exceeds 255 (PNG/TIFF 16-bit data) and by 255 otherwise, float
+  (``F``) by 1 when its values lie in [0, 1], else by 255 (or 65535 when they exceed 255);
+* transparency (``LA``, ``RGBA``, ``PA``, ``P`` with a transparent colour) is composited on
+  **white**, the background most viewers and web pages show; other modes (``1``, ``L``, ``P``,
+  ``CMYK``, ``YCbCr``, ...) go through PIL's own conversion to RGB.
+
+Tensors handed to the methods are checked by :func:`check_image_range`: values far outside [-1, 1]
+(a 0..255 tensor) are refused with the expected range named, NaN/inf too.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from egain.errors import InputError
 
@@ -63,16 +77,103 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     return files
 
 
+#: colour that transparent pixels are composited on (see the module doc)
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
 def open_image(path: str | os.PathLike, mode: str | None = "RGB") -> Image.Image:
-    """Open an image fully (not lazily) and convert it to ``mode`` (None keeps the file's mode)."""
+    """Open an image fully (not lazily), upright (EXIF orientation applied), in ``mode``.
+
+    ``mode="RGB"`` converts as :func:`to_rgb` does (bit depth scaled, alpha on white); ``None``
+    keeps the file's mode; any other mode is PIL's conversion of the upright image.
+    """
     try:
         with Image.open(path) as im:
             im.load()
+            im = _upright(im)
+            if mode == "RGB":
+                return to_rgb(im)
             return im.convert(mode) if mode is not None else im.copy()
     except FileNotFoundError:
         raise InputError(f"image '{path}' does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except IsADirectoryError:
+        raise InputError(f"'{path}' is a folder, not an image file") from None
+    except PermissionError:
+        raise InputError(f"image '{path}' is not readable (permission denied)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"'{path}' is too large to read safely ({exc})") from None
+    except InputError as exc:
+        raise InputError(f"'{path}': {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"'{path}' is not a readable image ({exc})") from None
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The image rotated/flipped as its EXIF orientation says (unchanged when it has none)."""
+    try:
+        return ImageOps.exif_transpose(im) or im
+    except (ValueError, TypeError, OSError, SyntaxError):  # malformed EXIF: keep the pixels as stored
+        return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB as a person sees ``im``: high bit depths scaled, transparency on white."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise InputError(f"the {mode} image holds NaN or infinite values")
+        top = float(arr.max(initial=0.0))
+        if mode.startswith("I;16"):
+            scale = 65535.0
+        elif mode == "F" and arr.min(initial=0.0) >= 0.0 and top <= 1.0:
+            scale = 1.0
+        else:
+            scale = 65535.0 if top > 255.0 else 255.0
+        grey = np.clip(np.round(arr / scale * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode in ("P", "PA") and (mode == "PA" or "transparency" in im.info):
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise InputError(f"images of mode {mode} cannot be converted to RGB ({exc})") from None
+
+
+def check_image_range(x: torch.Tensor, expected: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """Refuse an image tensor that is clearly not on ``expected``; warn when it only might not be.
+
+    A 0..255 tensor taken as [-1, 1] inverts to garbage without any error, so values beyond
+    1.5x the range (or NaN/inf) raise :class:`InputError` naming the expected range; a tensor
+    entirely within [0, 1] gets a warning (it may be a [0, 1] image); slight overshoot (generator
+    outputs) is accepted as it is. Returns ``x``.
+    """
+    lo, hi = expected
+    if x.numel() == 0:
+        raise InputError("image tensor is empty")
+    if not torch.isfinite(x).all():
+        raise InputError(f"image tensor holds NaN or infinite values; expected floats in [{lo:g}, {hi:g}]")
+    mn, mx = float(x.min()), float(x.max())
+    margin = (hi - lo) * 0.25
+    if mn < lo - margin or mx > hi + margin:
+        hint = " (looks like 0..255: use x / 127.5 - 1)" if mx > 2.0 and mn >= 0.0 else ""
+        raise InputError(
+            f"image tensor values span [{mn:.4g}, {mx:.4g}]; expected floats in [{lo:g}, {hi:g}]{hint}"
+        )
+    if (lo, hi) == (-1.0, 1.0) and mn >= 0.0 and mx > 0.0:
+        warnings.warn(
+            f"image tensor values span [{mn:.3g}, {mx:.3g}], all non-negative; egain expects [-1, 1] "
+            "(if these are [0, 1] images, pass x * 2 - 1)",
+            stacklevel=3,
+        )
+    return x
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -88,7 +189,7 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB image -> float tensor (3, H, W) in [-1, 1]."""
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32)
+    arr = np.asarray(to_rgb(image), dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1).div_(127.5).sub_(1.0)
 
 

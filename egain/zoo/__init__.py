@@ -1,7 +1,8 @@
 """The bundled weights ("zoo"): small models trained on synthfaces by the project's own commands.
 
-Layout: ``egain/zoo/weights/<name>.pt`` with a manifest ``egain/zoo/weights/<name>.json`` that says
-which command made it, at which commit, how long it took, on what hardware, its sha256 and scores.
+Layout: ``egain/zoo/weights/<name>.pt`` (or ``<name>.safetensors``) with a manifest
+``egain/zoo/weights/<name>.json`` that says which command made it, at which commit, how long it took,
+on what hardware, its sha256 and scores.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ from pathlib import Path
 from egain.errors import CheckpointError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: file suffixes a bundled weight may have, in order of preference
+WEIGHT_SUFFIXES = (".pt", ".safetensors")
 
 
 def bundled_path(name: str) -> Path:
     """Path of bundled weight ``name`` (e.g. "gan-swagan-64"); a clear error when it is not bundled."""
-    path = WEIGHTS_DIR / f"{name}.pt"
+    for suffix in WEIGHT_SUFFIXES:
+        path = WEIGHTS_DIR / f"{name}{suffix}"
+        if path.exists():
+            return path
     if not path.exists():
-        have = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))) or "none"
+        have = ", ".join(available()) or "none"
         raise CheckpointError(
             f"bundled weights '{name}' are not in this installation ({path}); bundled: {have}. "
             "Train them with the command in docs/zoo.md or pass a checkpoint path."
@@ -35,4 +41,4 @@ def manifest(name: str) -> dict:
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+    return sorted({p.stem for suffix in WEIGHT_SUFFIXES for p in WEIGHTS_DIR.glob(f"*{suffix}")})

@@ -16,7 +16,7 @@ from typing import Any
 from egain.errors import CheckpointError
 from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint, sha256_file
 from egain.runtime.files import atomic_copy, atomic_write_json
-from egain.zoo import WEIGHTS_DIR, available, manifest
+from egain.zoo import WEIGHT_SUFFIXES, WEIGHTS_DIR, available, manifest
 
 MANIFEST_FIELDS = (
     "name",
@@ -45,12 +45,15 @@ def add_to_zoo(
     notes: str = "",
     weights_dir: Path = WEIGHTS_DIR,
     generator_zoo: str | None = None,
+    fmt: str | None = None,
 ) -> dict:
     """Copy ``weights`` into the zoo as ``name`` and write its manifest from ``run_info``.
 
     ``generator_zoo``: for an inversion model, the zoo generator it was trained with; the generator
     embedded in the method checkpoint is replaced by a reference to it (checked to be identical), so
-    the bundle holds each generator once.
+    the bundle holds each generator once. ``fmt="safetensors"`` stores it as ``<name>.safetensors``
+    (also chosen when ``weights`` is one); the file is loaded safely first, so a file egain would
+    refuse never enters the zoo.
     """
     weights, run_info = Path(weights), Path(run_info)
     if not weights.is_file():
@@ -61,11 +64,20 @@ def add_to_zoo(
         )
     info = json.loads(run_info.read_text())
     weights_dir.mkdir(parents=True, exist_ok=True)
-    target = weights_dir / f"{name}.pt"
+    suffix = ".safetensors" if (fmt or weights.suffix.lstrip(".")) == "safetensors" else ".pt"
+    target = weights_dir / f"{name}{suffix}"
     if generator_zoo is not None:
         atomic_torch_save(link_generator(weights, generator_zoo, weights_dir), target)
     else:
-        atomic_copy(weights, target)
+        # read it the safe way first: the zoo never holds a file egain would refuse to load
+        ckpt = load_checkpoint(weights, what=f"{kind} weights")
+        if suffix != weights.suffix:
+            atomic_torch_save(ckpt, target)
+        else:
+            atomic_copy(weights, target)
+    for other in weights_dir.glob(f"{name}.*"):  # one file per name: drop the other format's copy
+        if other != target and other.suffix in (".pt", ".safetensors"):
+            other.unlink()
     record = {
         "name": name,
         "kind": kind,
@@ -89,8 +101,8 @@ def add_to_zoo(
 
 def verify(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[bool, str]:
     """(ok, message): recompute the sha256 of bundled weight ``name`` and compare with its manifest."""
-    path = weights_dir / f"{name}.pt"
     meta = json.loads((weights_dir / f"{name}.json").read_text())
+    path = weights_dir / meta.get("file", f"{name}.pt")
     digest = sha256_file(path)
     if digest != meta.get("sha256"):
         return False, f"{name}: sha256 {digest[:12]} does not match manifest {str(meta.get('sha256'))[:12]}"
@@ -124,7 +136,14 @@ def link_generator(weights: str | os.PathLike, generator_zoo: str, weights_dir: 
         raise CheckpointError(
             f"'{weights}' embeds no generator to link to the zoo generator '{generator_zoo}'"
         )
-    zoo_file = weights_dir / f"{generator_zoo}.pt"
+    zoo_file = next(
+        (
+            weights_dir / f"{generator_zoo}{s}"
+            for s in WEIGHT_SUFFIXES
+            if (weights_dir / f"{generator_zoo}{s}").exists()
+        ),
+        weights_dir / f"{generator_zoo}.pt",
+    )
     if not zoo_file.exists():
         raise CheckpointError(f"zoo generator '{generator_zoo}' is not in {weights_dir}; add it first")
     reference = load_generator(zoo_file, device="cpu").state_dict()

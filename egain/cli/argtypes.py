@@ -1,0 +1,32 @@
+"""argparse ``type=`` validators shared by every command, so a bad number is a usage line.
+
+``--size 0`` or ``--bootstrap -5`` would otherwise travel into the run and fail deep inside it
+(or, worse, silently do nothing); argparse prints these errors as one ``usage`` line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, batch sizes, counts of images)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (passes, bootstrap resamples, grid sizes where 0 means none)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
