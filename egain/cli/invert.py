@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 from egain.cli.argtypes import non_negative_int, positive_int
 from egain.errors import EgainError
@@ -60,17 +57,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write into an output folder that holds another run's results (replacing same-named files)",
     )
     p.add_argument("--device", default="auto")
+    add_declared_flags(p, "invert__", "invert_options", "method invert options (declared by the methods)")
     p.set_defaults(func=run)
+
+
+def add_declared_flags(p: argparse.ArgumentParser, prefix: str, attribute: str, title: str) -> None:
+    """One flag per option the registered methods declare in ``attribute`` (union over methods)."""
+    from egain.methods import METHODS, available
+
+    seen: dict[str, list[str]] = {}
+    decls = {}
+    for name in available():
+        for opt in getattr(METHODS[name], attribute, ()):
+            seen.setdefault(opt.name, []).append(name)
+            decls.setdefault(opt.name, opt)
+    if not decls:
+        return
+    group = p.add_argument_group(title)
+    for name, opt in decls.items():
+        kwargs: dict = {"dest": prefix + name, "default": None}
+        if opt.type is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs.update(type=opt.type, metavar=name.upper())
+            if opt.choices:
+                kwargs["choices"] = opt.choices
+        group.add_argument(
+            opt.flag, help=f"{opt.help} (methods: {', '.join(seen[name])}; default {opt.default})", **kwargs
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     from egain.methods import create
     from egain.runtime.checkpoint import clean_stale_tmp
-    from egain.runtime.files import atomic_write_json
-    from egain.runtime.logging import progress
     from egain.utils.device import resolve_device
-    from egain.utils.images import INVERT_TIMING, OWN_SIDE_FILES, list_images, open_image
+    from egain.utils.images import OWN_SIDE_FILES, list_images
     from egain.utils.paths import claim_output_dir
+    from egain.workflows.inversion import invert_files
 
     if args.batch_size < 1:
         raise EgainError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -81,46 +104,34 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     extra = {"passes": args.passes} if args.passes is not None else {}
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
-    size = method.input_size
+    invert_kwargs = {
+        o.name: getattr(args, f"invert__{o.name}")
+        for o in getattr(type(method), "invert_options", ())
+        if getattr(args, f"invert__{o.name}", None) is not None
+    }
     claim_output_dir(out, run_record, overwrite=args.overwrite, ignore=OWN_SIDE_FILES)
     clean_stale_tmp(out)  # half-written images of a killed earlier run
 
-    resized = 0
-    seconds = 0.0
-    bar = progress(total=len(files), desc=f"invert {args.method}", unit="img")
-    for start in range(0, len(files), args.batch_size):
-        chunk = files[start : start + args.batch_size]
-        images = []
-        for f in chunk:
-            im = open_image(f)
-            if im.size != (size, size):
-                resized += 1
-            images.append(im)
-        t0 = time.perf_counter()
-        inv = method.invert(images)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - t0
-        _write(out, chunk, names[start : start + args.batch_size], inv, args.save_latents, args.save_deltas)
-        bar.update(len(chunk))
-    bar.close()
-    if resized:
+    run = invert_files(
+        method,
+        files,
+        out,
+        label=args.method,
+        batch_size=args.batch_size,
+        names=names,
+        save_latents=args.save_latents,
+        save_deltas=args.save_deltas,
+        warmup=False,  # a single user run: time the images as they come
+        invert_kwargs=invert_kwargs,
+    )
+    if run.resized:
         print(
-            f"egain invert: warning: {resized} image(s) were not {size}x{size} and were resized (short side + centre crop)",
+            f"egain invert: warning: {run.resized} image(s) were not {run.input_size}x{run.input_size} and were "
+            "resized (short side + centre crop)",
             file=sys.stderr,
         )
-    timing = {
-        "method": args.method,
-        "images": len(files),
-        "seconds_per_image": seconds / len(files),
-        "parameters": method.parameter_count(include_generator=True),
-        "parameters_without_generator": method.parameter_count(include_generator=False),
-        "input_size": size,
-        "device": str(device),
-    }
-    atomic_write_json(out / INVERT_TIMING, timing)
     print(
-        f"inverted {len(files)} image(s) with {args.method} into {out} ({timing['seconds_per_image']:.3f} s/image)"
+        f"inverted {run.images} image(s) with {args.method} into {out} ({run.seconds_per_image:.3f} s/image)"
     )
     return 0
 
@@ -152,30 +163,3 @@ def check_invert_outputs(
     names = output_names(files, ".png")
     claim_output_dir(out, run, overwrite=overwrite, ignore=OWN_SIDE_FILES, write=False)
     return names
-
-
-def _write(
-    out: Path, files: list[Path], names: list[str], inv, save_latents: bool, save_deltas: bool
-) -> None:
-    from egain.runtime.checkpoint import atomic_torch_save
-    from egain.utils.images import save_image
-
-    for i, f in enumerate(files):
-        save_image(inv.reconstruction[i].cpu(), out / names[i])
-        if save_latents:
-            atomic_torch_save(
-                {
-                    "latents": inv.latents[i].cpu(),
-                    "basic_latents": inv.extras.get("basic_latents", inv.latents)[i].cpu(),
-                    "source": str(f),
-                },
-                out / "latents" / f"{f.stem}.pt",
-            )
-        if save_deltas and "delta" in inv.extras:
-            d = inv.extras["delta"][i].cpu()
-            # Delta lies in [-2, 2]; shown with zero at mid-grey.
-            save_image((d / 2).clamp(-1, 1), out / "deltas" / f"{f.stem}_delta.png")
-            for layer, g in inv.extras.get("gate_maps", {}).items():
-                g = g[i].cpu()
-                g = (g - g.min()) / (g.max() - g.min()).clamp_min(1e-8) * 2 - 1
-                save_image(g.expand(3, -1, -1), out / "deltas" / f"{f.stem}_gate_{layer}.png")

@@ -192,6 +192,8 @@ class InversionMethod(nn.Module):
     loss_help: ClassVar[dict[str, str]] = {}
     #: further training options, each a flag of ``egain train``
     training_options: ClassVar[tuple[TrainOption, ...]] = ()
+    #: keywords of ``invert`` the method offers (e.g. optimisation steps); ``egain invert`` flags
+    invert_options: ClassVar[tuple[TrainOption, ...]] = ()
     #: config keys that may be changed when loading trained weights (e.g. ``passes``)
     runtime_options: ClassVar[tuple[str, ...]] = ()
     #: zoo names behind ``create(name)`` with no paths: the trained weights and their generator

@@ -33,6 +33,7 @@ class InversionRun:
     parameters_without_generator: int
     input_size: int
     device: str
+    resized: int = 0  # inputs not at the model's size (resized: short side + centre crop)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -56,7 +57,6 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
     return int(total), int(own)
 
 
-@torch.no_grad()
 def invert_files(
     model: nn.Module,
     files: Sequence[Path],
@@ -65,43 +65,58 @@ def invert_files(
     label: str,
     batch_size: int = 16,
     progress: bool = True,
+    names: Sequence[str] | None = None,
+    save_latents: bool = False,
+    save_deltas: bool = False,
+    warmup: bool = True,
+    invert_kwargs: dict | None = None,
 ) -> InversionRun:
-    """Invert ``files`` with ``model`` and write ``out_dir/<file stem>.png`` plus ``timing.json``.
+    """Invert ``files`` with ``model`` and write ``out_dir/<name>`` plus ``timing.json``.
+
+    The one inversion loop of egain: ``egain invert``, the demo and ``egain compare`` all call it.
+    ``names``: the output file name of each input (default ``<stem>.png``; ``egain invert`` passes
+    names it has checked for collisions). ``save_latents`` writes ``latents/<stem>.pt``,
+    ``save_deltas`` the Delta0 and gate maps as ``deltas/<stem>_*.png``. ``invert_kwargs`` go to
+    ``model.invert`` (a method's declared invert options, e.g. optimisation steps).
 
     Time per image counts ``model.invert`` only (not file reading or writing), after one untimed
-    warm-up batch, so that one-off start-up costs (allocator, lazy kernels) do not blur the
-    comparison between methods.
+    warm-up batch (``warmup``), so that one-off start-up costs (allocator, lazy kernels) do not blur
+    the comparison between methods.
     """
     from egain.runtime.logging import progress as progress_bar
-    from egain.utils.images import open_image, save_image
+    from egain.utils.images import open_image
 
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     files = [Path(f) for f in files]
     if not files:
         raise InputError("no images to invert")
-    stems = [f.stem for f in files]
-    if len(set(stems)) != len(stems):
+    if names is None:
+        names = [f"{f.stem}.png" for f in files]
+    if len(set(names)) != len(names):
         raise InputError("images must have distinct file names (reconstructions keep the source names)")
+    kwargs = dict(invert_kwargs or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = getattr(model, "device", torch.device("cpu"))
-    device = torch.device(device)
-    model.invert([open_image(files[0])])  # warm-up, untimed
-    _sync(device)
+    device = torch.device(getattr(model, "device", torch.device("cpu")))
+    if warmup:
+        with torch.no_grad():
+            model.invert([open_image(files[0])], **kwargs)
+        _sync(device)
     seconds = 0.0
+    resized = 0
+    size = int(getattr(model, "input_size", 0) or 0)
     bar = progress_bar(total=len(files), desc=f"invert {label}", unit="img", enabled=progress)
     try:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             images = [open_image(f) for f in chunk]
+            resized += sum(1 for im in images if size and im.size != (size, size))
             t0 = time.perf_counter()
-            inv = model.invert(images)
+            inv = model.invert(images, **kwargs)
             _sync(device)
             seconds += time.perf_counter() - t0
-            rec = inv.reconstruction.detach().float().cpu()
-            for f, r in zip(chunk, rec, strict=True):
-                save_image(r, out / f"{f.stem}.png")
+            write_inversion(out, chunk, names[start : start + batch_size], inv, save_latents, save_deltas)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -113,8 +128,38 @@ def invert_files(
         seconds_per_image=seconds / len(files),
         parameters=with_g,
         parameters_without_generator=without_g,
-        input_size=int(getattr(model, "input_size", 0) or 0),
+        input_size=size,
         device=str(device),
+        resized=resized,
     )
     atomic_write_json(out / TIMING_FILE, {"method": label, **run.to_dict()})
     return run
+
+
+def write_inversion(
+    out: Path, files: Sequence[Path], names: Sequence[str], inv, save_latents: bool, save_deltas: bool
+) -> None:
+    """Reconstructions (and optionally latents and Delta/gate maps) of one batch, each written atomically."""
+    from egain.runtime.checkpoint import atomic_torch_save
+    from egain.utils.images import save_image
+
+    rec = inv.reconstruction.detach().float().cpu()
+    for i, f in enumerate(files):
+        save_image(rec[i], out / names[i])
+        if save_latents:
+            atomic_torch_save(
+                {
+                    "latents": inv.latents[i].detach().cpu(),
+                    "basic_latents": inv.extras.get("basic_latents", inv.latents)[i].detach().cpu(),
+                    "source": str(f),
+                },
+                out / "latents" / f"{f.stem}.pt",
+            )
+        if save_deltas and "delta" in inv.extras:
+            d = inv.extras["delta"][i].cpu()
+            # Delta lies in [-2, 2]; shown with zero at mid-grey.
+            save_image((d / 2).clamp(-1, 1), out / "deltas" / f"{f.stem}_delta.png")
+            for layer, g in inv.extras.get("gate_maps", {}).items():
+                g = g[i].cpu()
+                g = (g - g.min()) / (g.max() - g.min()).clamp_min(1e-8) * 2 - 1
+                save_image(g.expand(3, -1, -1), out / "deltas" / f"{f.stem}_gate_{layer}.png")
