@@ -189,7 +189,7 @@ def _summary(r: dict) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from egain.faces.data import FaceSet, holdout_identities, load_faces
-    from egain.faces.embedder import load_embedder
+    from egain.faces.loading import load_embedder
     from egain.faces.verification import plot_verification
     from egain.runtime.files import atomic_write_json
     from egain.training.faces import evaluate_faces

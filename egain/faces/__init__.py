@@ -11,9 +11,9 @@ from egain.faces.embedder import (
     embedder_checkpoint,
     load_arcface_irse50,
     load_egain_embedder,
-    load_embedder,
     load_magface_iresnet,
 )
+from egain.faces.loading import load_embedder
 from egain.faces.nets import FaceNetConfig, IResNet, IRSEFaceNet, arcface_irse50, iresnet
 from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
 
