@@ -343,7 +343,12 @@ def _register_probe(sub: argparse._SubParsersAction) -> None:
         help="attribute classifier: RUN/classifier.pt, zoo:NAME, synthfaces-attributes",
     )
     p.add_argument("--attributes", default="smile,glasses,yaw", help="comma-separated attribute names")
-    p.add_argument("--n", type=int, default=2000, help="samples (train + held out)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=5000,
+        help="samples (fit + held out); compare generators at the same --n and --seed",
+    )
     p.add_argument("--train-fraction", type=float, default=0.75)
     p.add_argument("--alpha", type=float, default=None, help="ridge strength x n (default: cross-validated)")
     p.add_argument("--truncation", type=float, default=1.0)
