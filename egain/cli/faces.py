@@ -1,4 +1,8 @@
-"""``egain faces train`` and ``egain faces evaluate``: face-embedding networks for the ID metric and loss."""
+"""``egain faces train`` and ``egain faces evaluate``: face-embedding networks for the ID metric and loss.
+
+``egain faces attributes train|evaluate`` (the attribute classifier) is added from
+:mod:`egain.cli.attributes`.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ def _int_list(text: str) -> list[int]:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "faces", help="train and evaluate face-embedding networks (ArcFace / MagFace losses)"
+        "faces",
+        help="train and evaluate face-embedding networks (ArcFace / MagFace losses) and the attribute classifier",
     )
     sub = parser.add_subparsers(dest="faces_command", metavar="ACTION", required=True)
 
@@ -112,6 +117,10 @@ def register(subparsers) -> None:
     e.add_argument("--per-identity", type=positive_int, default=None, help="at most N images per identity")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=_evaluate)
+
+    from egain.cli.attributes import add_parsers
+
+    add_parsers(sub)
 
 
 def _train(args: argparse.Namespace) -> int:

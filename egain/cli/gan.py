@@ -1,4 +1,6 @@
-"""``egain gan train`` and ``egain gan sample``: train StyleGAN2 / SWAGAN on an image folder, draw grids.
+"""``egain gan train|sample|fid|probe``: train StyleGAN2 / SWAGAN on an image folder, draw grids, score.
+
+``probe`` measures how linearly W encodes classifier-scored attributes (:mod:`egain.metrics.probe`).
 
 Training runs on one process or under ``torchrun --nproc_per_node N egain gan train ...`` (the same
 command); see :mod:`egain.training.gan` for the algorithm and its defaults.
@@ -34,10 +36,11 @@ def _optional_float(text: str) -> float | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("gan", help="train and sample StyleGAN2 / SWAGAN generators")
-    sub = parser.add_subparsers(dest="gan_command", metavar="{train,sample,fid}")
+    sub = parser.add_subparsers(dest="gan_command", metavar="{train,sample,fid,probe}")
     _register_train(sub)
     _register_sample(sub)
     _register_fid(sub)
+    _register_probe(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -334,4 +337,101 @@ def _fid(args: argparse.Namespace) -> int:
     print(message)
     if args.json:
         atomic_write_json(args.json, result)
+    return 0
+
+
+def _register_probe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="linear probe: Spearman of a ridge fit from w to attribute scores, on held-out samples",
+        description=(
+            "Sample z, w = mapping(z), images = synthesize(w); score the images with an attribute "
+            "classifier (logits for binary attributes); fit ridge regression w -> score on the first "
+            "--train-fraction of the samples and report the Spearman correlation on the rest. "
+            "A generator whose W encodes the attributes linearly reaches >= 0.7."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="generator (ours, gan-train checkpoint, rosinality) or zoo:NAME"
+    )
+    p.add_argument(
+        "--classifier",
+        required=True,
+        help="attribute classifier: RUN/classifier.pt, zoo:NAME, synthfaces-attributes",
+    )
+    p.add_argument("--attributes", default="smile,glasses,yaw", help="comma-separated attribute names")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=5000,
+        help="samples (fit + held out); compare generators at the same --n and --seed",
+    )
+    p.add_argument("--train-fraction", type=float, default=0.75)
+    p.add_argument("--alpha", type=float, default=None, help="ridge strength x n (default: cross-validated)")
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also write the result as JSON here")
+    p.set_defaults(func=_probe)
+
+
+def resolve_generator_spec(spec: str) -> str:
+    """``zoo:NAME`` -> the bundled file; anything else unchanged."""
+    if spec.startswith("zoo:"):
+        from egain.zoo import bundled_path
+
+        return str(bundled_path(spec[4:]))
+    return spec
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import json
+
+    from egain.faces.attributes import load_classifier
+    from egain.generators import load_generator
+    from egain.metrics.probe import latent_probe
+    from egain.utils.device import resolve_device
+
+    if not 0.0 <= args.truncation <= 1.0:
+        raise EgainError(f"--truncation is a psi in [0, 1], got {args.truncation}")
+    device = resolve_device(args.device)
+    G = load_generator(resolve_generator_spec(args.checkpoint), device=device).eval()
+    clf = load_classifier(args.classifier, device=device)
+    attributes = [a for a in args.attributes.split(",") if a]
+    unknown = [a for a in attributes if a not in clf.names]
+    if unknown:
+        raise EgainError(
+            f"--attributes {unknown} are not scored by {args.classifier}; it scores {', '.join(clf.names)}"
+        )
+    result = latent_probe(
+        G,
+        clf,
+        n=args.n,
+        attributes=attributes,
+        seed=args.seed,
+        train_fraction=args.train_fraction,
+        alpha=args.alpha,
+        batch=args.batch,
+        truncation=args.truncation,
+        details=True,
+    )
+    print(
+        f"linear probe w -> score, {result.n_train} fit / {result.n_test} held-out samples of {args.checkpoint}:"
+    )
+    for name in attributes:
+        print(
+            f"  {name:<17} Spearman {result.spearman[name]:.3f} (fit {result.train_spearman[name]:.3f}, "
+            f"score std {result.score_std[name]:.3g}, alpha {result.alpha[name]:g})"
+        )
+    if args.json:
+        record = {
+            "checkpoint": args.checkpoint,
+            "classifier": args.classifier,
+            "truncation": args.truncation,
+            "seed": args.seed,
+            **result.to_dict(),
+        }
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0

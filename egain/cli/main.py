@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
     "evaluate": ("egain.cli.evaluate", "score reconstructions against sources (SSIM, SCC, VIF, ID, ...)"),
-    "faces": ("egain.cli.faces", "train and evaluate face-embedding networks (ArcFace / MagFace losses)"),
+    "faces": (
+        "egain.cli.faces",
+        "face-embedding networks (ArcFace / MagFace) and the attribute classifier: train, evaluate",
+    ),
     "gan": ("egain.cli.gan", "train and sample StyleGAN2 / SWAGAN generators"),
     "invert": ("egain.cli.invert", "invert images with a method and save reconstructions / latents"),
     "train": ("egain.cli.train", "train an inversion method"),

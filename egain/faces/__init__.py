@@ -3,8 +3,10 @@
 Entry point: :func:`load_embedder` (``"synthfaces-arcface"``, ``"synthfaces-magface"``,
 ``"arcface-irse50:PATH"``, ``"magface-iresnet100:PATH"``, ``"dlib"`` or an ``embedder.pt`` path)
 returning a :class:`FaceEmbedder` with ``embed``, ``similarity``, ``quality`` and ``features``.
+The attribute classifier (scorer for editing) is :mod:`egain.faces.attributes` (``load_classifier``).
 """
 
+from egain.faces.attributes import ATTRIBUTE_NAMES, AttributeClassifier, load_classifier
 from egain.faces.embedder import (
     EMBEDDER_FORMAT,
     FaceEmbedder,
@@ -18,6 +20,8 @@ from egain.faces.nets import FaceNetConfig, IResNet, IRSEFaceNet, arcface_irse50
 from egain.faces.preprocess import FacePreprocess, arcface_preprocess, magface_preprocess
 
 __all__ = [
+    "ATTRIBUTE_NAMES",
+    "AttributeClassifier",
     "EMBEDDER_FORMAT",
     "FaceEmbedder",
     "FaceNetConfig",
@@ -29,6 +33,7 @@ __all__ = [
     "embedder_checkpoint",
     "iresnet",
     "load_arcface_irse50",
+    "load_classifier",
     "load_egain_embedder",
     "load_embedder",
     "load_magface_iresnet",
