@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-deltas", action="store_true", help="also write Delta0 and gate maps as images")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--passes", type=int, help="override the number of delta passes (iterative scheme)")
+    p.add_argument("--iterations", type=int, help="override the number of ReStyle refinement steps")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise EgainError(f"--batch-size must be >= 1, got {args.batch_size}")
     files = list_images(args.input)  # raises a clear error for a missing or empty input
     device = resolve_device(args.device)
-    extra = {"passes": args.passes} if args.passes is not None else {}
+    extra = {k: v for k in ("passes", "iterations") if (v := getattr(args, k)) is not None}
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
     size = method.input_size
     out = Path(args.output)

@@ -36,9 +36,22 @@ from egain.errors import CheckpointError, EgainError
 from egain.losses.latent import avg_reg
 from egain.losses.reconstruction import build_reconstruction_losses, l2_loss
 from egain.methods import generator_io
-from egain.methods.base import ImageInput, Inversion, InversionMethod, TrainingContext, TrainOption, prepare_images
+from egain.methods.base import (
+    ImageInput,
+    Inversion,
+    InversionMethod,
+    TrainingContext,
+    TrainOption,
+    prepare_images,
+)
 from egain.methods.composition import PRESETS
-from egain.methods.published import _generator_for, _strict_load, e4e_encoder_config, encoder_to_ours, split_prefixes
+from egain.methods.published import (
+    _generator_for,
+    _strict_load,
+    e4e_encoder_config,
+    encoder_to_ours,
+    split_prefixes,
+)
 from egain.methods.registry import register_method
 from egain.nn.layout import convert_weights, plain, wants_channels_last
 
@@ -83,7 +96,7 @@ LOSS_OPTIONS: tuple[TrainOption, ...] = (
 
 
 def resolve_preset(generator: nn.Module, requested: str) -> str:
-    """"published" (IR-SE50, 512-wide heads) for >= 256 px, 512-d generators; else "small"."""
+    """ "published" (IR-SE50, 512-wide heads) for >= 256 px, 512-d generators; else "small"."""
     if requested == "auto":
         return "published" if generator.size >= 256 and generator.style_dim >= 512 else "small"
     if requested not in PRESETS:
@@ -241,7 +254,9 @@ class PSP(StyleEncoderMethod):
             enc.pop("middle_index", None)
             self.encoder: nn.Module = IntoWEncoder(generator.style_dim, **enc)
         else:
-            self.encoder = GradualStyleEncoder(generator.n_latent, generator.style_dim, self.input_size, **enc)
+            self.encoder = GradualStyleEncoder(
+                generator.n_latent, generator.style_dim, self.input_size, **enc
+            )
         self.config = {
             "input_size": self.input_size,
             "preset": self.preset,
@@ -290,7 +305,9 @@ class PSP(StyleEncoderMethod):
         opts = ckpt.get("opts") if isinstance(ckpt.get("opts"), Mapping) else {}
         etype = str(opts.get("encoder_type", ""))
         if etype == "Encoder4Editing":
-            raise CheckpointError(f"{where} is an e4e checkpoint (encoder_type Encoder4Editing); use --method e4e")
+            raise CheckpointError(
+                f"{where} is an e4e checkpoint (encoder_type Encoder4Editing); use --method e4e"
+            )
         if "output_layer_2.3.weight" in enc or etype == "BackboneEncoderUsingLastLayerIntoWPlus":
             raise CheckpointError(
                 f"{where} holds pSp's BackboneEncoderUsingLastLayerIntoWPlus, which egain does not implement "
@@ -301,14 +318,20 @@ class PSP(StyleEncoderMethod):
         if learn_in_w:
             body = irse_body_config(enc, where)
             if body["input_nc"] != 3:
-                raise CheckpointError(f"{where}: a pSp encoder with {body['input_nc']} input channels is not an image encoder")
+                raise CheckpointError(
+                    f"{where}: a pSp encoder with {body['input_nc']} input channels is not an image encoder"
+                )
             encoder_cfg = body
             input_size = min(g.size, 256)
-            state = {f"encoder.body.{k}": v for k, v in enc.items() if k.startswith(("input_layer.", "body."))}
+            state = {
+                f"encoder.body.{k}": v for k, v in enc.items() if k.startswith(("input_layer.", "body."))
+            }
             state |= {f"encoder.{k}": v for k, v in enc.items() if k.startswith("linear.")}
             unknown = [k for k in enc if not k.startswith(("input_layer.", "body.", "linear."))]
             if unknown:
-                raise CheckpointError(f"{where}: published key 'encoder.{unknown[0]}' has no place in the pSp model")
+                raise CheckpointError(
+                    f"{where}: published key 'encoder.{unknown[0]}' has no place in the pSp model"
+                )
         else:
             cfg = e4e_encoder_config(enc, where)
             if cfg["input_nc"] != 3:
@@ -322,7 +345,9 @@ class PSP(StyleEncoderMethod):
             state = encoder_to_ours(enc, prefix="encoder.")
         avg = ckpt.get("latent_avg")
         start = bool(opts["start_from_latent_avg"]) if "start_from_latent_avg" in opts else avg is not None
-        latent_avg = generator_io.as_wplus(avg if isinstance(avg, torch.Tensor) else generator_io.mean_latent(g), g)
+        latent_avg = generator_io.as_wplus(
+            avg if isinstance(avg, torch.Tensor) else generator_io.mean_latent(g), g
+        )
         state["latent_avg"] = latent_avg
         method = cls(
             generator=g,
@@ -348,7 +373,9 @@ def check_styles(n_styles: int, style_dim: int, generator: nn.Module, where: str
 def irse_body_config(enc: Mapping[str, torch.Tensor], where: str) -> dict[str, Any]:
     """IR-SE body options (units, widths, stem, input channels, SE) read from published tensors."""
     if "input_layer.0.weight" not in enc or "body.0.res_layer.1.weight" not in enc:
-        raise CheckpointError(f"{where} has no IR-SE encoder body (expected encoder.input_layer.*, encoder.body.*)")
+        raise CheckpointError(
+            f"{where} has no IR-SE encoder body (expected encoder.input_layer.*, encoder.body.*)"
+        )
     n_units = 1 + max(int(m.group(1)) for k in enc if (m := re.match(r"body\.(\d+)\.", k)))
     widths: list[int] = []
     units: list[int] = []

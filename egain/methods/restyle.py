@@ -56,7 +56,13 @@ from egain.methods.psp import (
     check_styles,
     encoder_options,
 )
-from egain.methods.published import _generator_for, _strict_load, e4e_encoder_config, encoder_to_ours, split_prefixes
+from egain.methods.published import (
+    _generator_for,
+    _strict_load,
+    e4e_encoder_config,
+    encoder_to_ours,
+    split_prefixes,
+)
 from egain.methods.registry import register_method
 from egain.nn.layout import plain
 
@@ -116,7 +122,9 @@ class ReStyle(StyleEncoderMethod):
         else:
             for key in ("coarse_index", "middle_index"):
                 enc.pop(key, None)
-            self.encoder = BackboneStyleEncoder(n, dim, self.input_size, progressive=self.variant == "e4e", **enc)
+            self.encoder = BackboneStyleEncoder(
+                n, dim, self.input_size, progressive=self.variant == "e4e", **enc
+            )
         self.config = {
             "input_size": self.input_size,
             "preset": self.preset,
@@ -194,7 +202,9 @@ class ReStyle(StyleEncoderMethod):
     # -- training --------------------------------------------------------------------------------
 
     training_options: ClassVar[tuple[TrainOption, ...]] = LOSS_OPTIONS + (
-        TrainOption("iterations", 5, "ReStyle: refinement steps per batch (and at inference)", int, target="config"),
+        TrainOption(
+            "iterations", 5, "ReStyle: refinement steps per batch (and at inference)", int, target="config"
+        ),
     )
 
     def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -244,7 +254,9 @@ class ReStyle(StyleEncoderMethod):
         parts = split_prefixes(ckpt)
         enc = parts.get("encoder")
         if not enc:
-            raise CheckpointError(f"{where} has no encoder.* weights; expected a published ReStyle checkpoint")
+            raise CheckpointError(
+                f"{where} has no encoder.* weights; expected a published ReStyle checkpoint"
+            )
         opts = ckpt.get("opts") if isinstance(ckpt.get("opts"), Mapping) else {}
         if "conv1.weight" in enc or str(opts.get("encoder_type", "")).startswith("ResNet"):
             raise CheckpointError(
@@ -267,15 +279,22 @@ class ReStyle(StyleEncoderMethod):
             )
         g = _generator_for(parts, ckpt, generator, torch.device(device), where)
         check_styles(cfg["n_styles"], cfg["style_dim"], g, where)
-        encoder_cfg = {"type": etype, **{k: v for k, v in cfg.items() if k not in ("n_styles", "style_dim", "input_size")}}
+        encoder_cfg = {
+            "type": etype,
+            **{k: v for k, v in cfg.items() if k not in ("n_styles", "style_dim", "input_size")},
+        }
         if etype == "backbone":
             encoder_cfg.pop("coarse_index")
             encoder_cfg.pop("middle_index")
         avg = ckpt.get("latent_avg")
-        latent_avg = generator_io.as_wplus(avg if isinstance(avg, torch.Tensor) else generator_io.mean_latent(g), g)
+        latent_avg = generator_io.as_wplus(
+            avg if isinstance(avg, torch.Tensor) else generator_io.mean_latent(g), g
+        )
         state = encoder_to_ours(enc, prefix="encoder.")
         state["latent_avg"] = latent_avg
-        method = cls(generator=g, input_size=cfg["input_size"], encoder=encoder_cfg, latent_avg=latent_avg, **config)
+        method = cls(
+            generator=g, input_size=cfg["input_size"], encoder=encoder_cfg, latent_avg=latent_avg, **config
+        )
         _strict_load(method, state, ["encoder.", "latent_avg"], where)
         return method
 
@@ -310,7 +329,12 @@ class ReStyleE4E(ReStyle):
         TrainOption("w_disc_lr", 2e-5, "e4e latent discriminator learning rate", float),
         TrainOption("r1", 10.0, "R1 weight of the discriminators", float),
         TrainOption("r1_every", 16, "lazy R1 interval", int),
-        TrainOption("w_pool_size", 50, "e4e: pools of real/fake codes shown to the latent discriminator (0: none)", int),
+        TrainOption(
+            "w_pool_size",
+            50,
+            "e4e: pools of real/fake codes shown to the latent discriminator (0: none)",
+            int,
+        ),
     )
 
     @property
@@ -323,18 +347,24 @@ class ReStyleE4E(ReStyle):
         start = opt.get("progressive_start")
         self._progressive = start is not None and int(start) >= 0
         self._stage = self.generator.n_latent - 1
-        self._w_disc = self._w_disc_opt = None
-        self._pools = (LatentPool(int(opt.get("w_pool_size") or 0)), LatentPool(int(opt.get("w_pool_size") or 0)))
+        # Training-only networks live outside the module tree: not in state_dict, not in model.pt.
+        aux = self._aux = _Aux()
+        aux.pools = (
+            LatentPool(int(opt.get("w_pool_size") or 0)),
+            LatentPool(int(opt.get("w_pool_size") or 0)),
+        )
         if ctx.lambdas.get("w_reg", 0) > 0:
-            self._w_disc = LatentCodesDiscriminator(self.generator.style_dim).to(ctx.device)
-            self._w_disc_opt = torch.optim.Adam(self._w_disc.parameters(), lr=float(opt["w_disc_lr"]))
+            aux.w_disc = LatentCodesDiscriminator(self.generator.style_dim).to(ctx.device)
+            aux.w_disc_opt = torch.optim.Adam(aux.w_disc.parameters(), lr=float(opt["w_disc_lr"]))
         self._first_offsets: torch.Tensor | None = None
 
     def before_loop(self, step: int) -> None:
         opt = self.training_ctx.options
         n = self.generator.n_latent
         if self._progressive:
-            self._stage = progressive_stage(step, n, int(opt["progressive_start"]), int(opt["progressive_every"]))
+            self._stage = progressive_stage(
+                step, n, int(opt["progressive_start"]), int(opt["progressive_every"])
+            )
         else:
             self._stage = n - 1
         self.encoder.set_progressive_stage(self._stage)
@@ -342,9 +372,9 @@ class ReStyleE4E(ReStyle):
     def step_terms(self, y: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = self.image_terms(y, x, w)
         lam = self.training_ctx.lambdas
-        if self._w_disc is not None:
+        if self._aux.w_disc is not None:
             rows = self._stage + 1 if self._progressive else None
-            terms["w_reg"] = w_reg_generator_loss(self._w_disc, w, rows=rows)
+            terms["w_reg"] = w_reg_generator_loss(self._aux.w_disc, w, rows=rows)
         if self._progressive and lam.get("d_reg", 0) > 0:  # published: whenever progressive training is on
             terms["d_reg"] = delta_reg(w, self._stage)
         return terms
@@ -357,7 +387,8 @@ class ReStyleE4E(ReStyle):
 
     def after_training_step(self, batch: torch.Tensor, step: int) -> None:
         """The latent discriminator's step (published ``train_discriminator``)."""
-        if self._w_disc is None or self._first_offsets is None:
+        aux = self._aux
+        if aux.w_disc is None or self._first_offsets is None:
             return
         opt = self.training_ctx.options
         fake = self._first_offsets
@@ -366,36 +397,47 @@ class ReStyleE4E(ReStyle):
         with torch.no_grad():
             z = torch.randn(batch.shape[0], self.generator.style_dim, device=batch.device)
             real = self.generator.mapping(z)
-        real_pool, fake_pool = self._pools
+        real_pool, fake_pool = aux.pools
         real = real_pool.query(real)
         fake = fake_pool.query(fake)
         if fake.ndim == 3:  # no pool: row 0 of each image
             fake = fake[:, 0]
-        loss = w_reg_discriminator_loss(self._w_disc, real, fake)
-        self._w_disc_opt.zero_grad(set_to_none=True)
+        loss = w_reg_discriminator_loss(aux.w_disc, real, fake)
+        aux.w_disc_opt.zero_grad(set_to_none=True)
         loss.backward()
-        self._w_disc_opt.step()
+        aux.w_disc_opt.step()
         if opt["r1"] > 0 and step % int(opt["r1_every"]) == 0:
-            self._w_disc_opt.zero_grad(set_to_none=True)
-            (float(opt["r1"]) / 2 * w_reg_r1(self._w_disc, real) * int(opt["r1_every"])).backward()
-            self._w_disc_opt.step()
+            aux.w_disc_opt.zero_grad(set_to_none=True)
+            (float(opt["r1"]) / 2 * w_reg_r1(aux.w_disc, real) * int(opt["r1_every"])).backward()
+            aux.w_disc_opt.step()
         self._first_offsets = None
 
     def training_state(self) -> dict[str, Any]:
-        if self._w_disc is None:
+        aux = self._aux
+        if aux.w_disc is None:
             return {}
         return {
-            "w_disc": self._w_disc.state_dict(),
-            "w_disc_opt": self._w_disc_opt.state_dict(),
-            "pools": [p.state_dict() for p in self._pools],
+            "w_disc": aux.w_disc.state_dict(),
+            "w_disc_opt": aux.w_disc_opt.state_dict(),
+            "pools": [p.state_dict() for p in aux.pools],
         }
 
     def load_training_state(self, state: Mapping[str, Any]) -> None:
-        if self._w_disc is not None and state.get("w_disc") is not None:
-            self._w_disc.load_state_dict(state["w_disc"])
-            self._w_disc_opt.load_state_dict(state["w_disc_opt"])
-            for pool, s in zip(self._pools, state.get("pools", []), strict=False):
+        aux = self._aux
+        if aux.w_disc is not None and state.get("w_disc") is not None:
+            aux.w_disc.load_state_dict(state["w_disc"])
+            aux.w_disc_opt.load_state_dict(state["w_disc_opt"])
+            for pool, s in zip(aux.pools, state.get("pools", []), strict=False):
                 pool.load_state_dict(s)
+
+
+@dataclass
+class _Aux:
+    """restyle-e4e's training-only state: the latent discriminator, its optimiser, the code pools."""
+
+    w_disc: nn.Module | None = None
+    w_disc_opt: torch.optim.Optimizer | None = None
+    pools: tuple = ()
 
 
 class LatentPool:
