@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write into an output folder that holds another run's results (replacing same-named files)",
     )
+    p.add_argument(
+        "--iterations", type=positive_int, help="override the number of ReStyle refinement steps (default 5)"
+    )
     p.add_argument("--device", default="auto")
     add_declared_flags(p, "invert__", "invert_options", "method invert options (declared by the methods)")
     p.set_defaults(func=run)
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     run_record = invert_run_record(args)
     names = check_invert_outputs(out, args.input, files, run_record, overwrite=args.overwrite)
     device = resolve_device(args.device)
-    extra = {"passes": args.passes} if args.passes is not None else {}
+    extra = {k: v for k in ("passes", "iterations") if (v := getattr(args, k)) is not None}
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
     invert_kwargs = {
         o.name: getattr(args, f"invert__{o.name}")
