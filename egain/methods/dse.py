@@ -270,6 +270,10 @@ class DSE(InversionMethod):
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder}
 
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        return True  # the last block's noise_weight_2 / bias_2 exist (published layout) but are unused
+
     def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One step on generated samples; ``batch`` gives only the batch size (DSE reads no data)."""
         lam, opt = self.training_ctx.lambdas, self.training_ctx.options
