@@ -173,6 +173,21 @@ class DSE(InversionMethod):
 
     # -- inference --------------------------------------------------------------------------------
 
+    def set_memory_format(self, memory_format: str = "auto") -> InversionMethod:
+        """channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
+        oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves the NCHW layout."""
+        from egain.nn.layout import convert_weights, wants_channels_last
+
+        self._channels_last = wants_channels_last(memory_format, self.device)
+        convert_weights(self.encoder, self._channels_last)
+        self.generator.set_memory_format(memory_format)
+        return self
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "_channels_last", False):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def synthesize(self, w: torch.Tensor) -> torch.Tensor:
         return self.generator.synthesize(w, noise_mode="const")
 
@@ -183,11 +198,11 @@ class DSE(InversionMethod):
     def invert(self, images: ImageInput, finetune_steps: int | None = None) -> Inversion:
         """E(x) and G of it; with ``finetune_steps`` > 0 (or the config's), DSE (E) per image."""
         self.eval()
-        x = prepare_images(images, self.input_size, self.device)
+        x = self._layout(prepare_images(images, self.input_size, self.device))
         steps = self.finetune_steps if finetune_steps is None else int(finetune_steps)
         if steps <= 0:
             zc, w = self.encode(x)
-            return Inversion(w, self.synthesize(w), {"constant": zc})
+            return Inversion(w, self.synthesize(w).contiguous(), {"constant": zc.contiguous()})
         ws, zcs, losses = [], [], []
         for i in range(x.shape[0]):
             zc, w, loss = self.finetune(x[i : i + 1], steps)
@@ -195,9 +210,8 @@ class DSE(InversionMethod):
             zcs.append(zc)
             losses.append(loss)
         w = torch.cat(ws)
-        return Inversion(
-            w, self.synthesize(w), {"constant": torch.cat(zcs), "finetune_loss": torch.stack(losses)}
-        )
+        extras = {"constant": torch.cat(zcs).contiguous(), "finetune_loss": torch.stack(losses)}
+        return Inversion(w, self.synthesize(w).contiguous(), extras)
 
     def _perceptual(self) -> nn.Module | None:
         if self.finetune_perceptual is None:
@@ -239,7 +253,9 @@ class DSE(InversionMethod):
 
     @torch.no_grad()
     def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        return self.synthesize(inversion.latents.to(self.device) + strength * direction.to(self.device))
+        return self.synthesize(
+            inversion.latents.to(self.device) + strength * direction.to(self.device)
+        ).contiguous()
 
     # -- training ---------------------------------------------------------------------------------
 

@@ -213,6 +213,21 @@ class E2Style(InversionMethod):
 
     # -- inference --------------------------------------------------------------------------------
 
+    def set_memory_format(self, memory_format: str = "auto") -> InversionMethod:
+        """channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
+        oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves the NCHW layout."""
+        from egain.nn.layout import convert_weights, wants_channels_last
+
+        self._channels_last = wants_channels_last(memory_format, self.device)
+        convert_weights(self.encoders, self._channels_last)
+        self.generator.set_memory_format(memory_format)
+        return self
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "_channels_last", False):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def pool(self, image: torch.Tensor) -> torch.Tensor:
         """The published ``face_pool``: adaptive average pooling of G's output to the input size."""
         if image.shape[-1] == self.input_size:
@@ -249,15 +264,15 @@ class E2Style(InversionMethod):
     @torch.no_grad()
     def invert(self, images: ImageInput) -> Inversion:
         self.eval()
-        x = prepare_images(images, self.input_size, self.device)
+        x = self._layout(prepare_images(images, self.input_size, self.device))
         codes, recs = self.run(x)
-        extras = {"stage_latents": codes[:-1], "stage_reconstructions": recs[:-1]}
-        return Inversion(codes[-1], recs[-1], extras)
+        extras = {"stage_latents": codes[:-1], "stage_reconstructions": [r.contiguous() for r in recs[:-1]]}
+        return Inversion(codes[-1], recs[-1].contiguous(), extras)
 
     @torch.no_grad()
     def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         w = inversion.latents.to(self.device) + strength * direction.to(self.device)
-        return self.pool(self.synthesize(w))
+        return self.pool(self.synthesize(w)).contiguous()
 
     # -- published weights ----------------------------------------------------------------------
 
