@@ -20,7 +20,7 @@ from egain.methods.registry import (
 )
 
 # The built-in methods register themselves on import.
-from egain.methods import e4e, egain, egain_external, hfgi  # noqa: E402, F401  isort: skip
+from egain.methods import e4e, egain, egain_external, hfgi, hybrid, optim, projector, pti  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "METHODS",
