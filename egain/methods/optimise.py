@@ -277,7 +277,7 @@ class OptimisationMethod(InversionMethod):
         for k, v in overrides.items():
             opt = decl[k]
             v = _coerce(opt, v)
-            if opt.choices and v not in opt.choices:
+            if opt.choices and v is not None and v not in opt.choices:
                 raise EgainError(
                     f"{self.name}: {k} must be one of {', '.join(map(str, opt.choices))}, got {v!r}"
                 )
