@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True, choices=available())
     p.add_argument(
         "--checkpoint",
-        required=True,
-        help="method checkpoint (ours from 'egain train', or published e4e/HFGI)",
+        help="method checkpoint: ours from 'egain train', a published file, or zoo:NAME "
+        "(default: the method's bundled weights; optimisation methods need only --generator)",
     )
     p.add_argument(
         "--generator", help="generator checkpoint (needed when the method checkpoint does not carry it)"
@@ -59,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--iterations", type=positive_int, help="override the number of ReStyle refinement steps (default 5)"
     )
+    p.add_argument(
+        "--save-generators",
+        action="store_true",
+        help="PTI: also write each image's tuned generator as generators/NAME.pt (an ordinary generator file)",
+    )
     p.add_argument("--device", default="auto")
     add_declared_flags(p, "invert__", "invert_options", "method invert options (declared by the methods)")
     p.set_defaults(func=run)
@@ -68,11 +73,11 @@ def add_declared_flags(p: argparse.ArgumentParser, prefix: str, attribute: str, 
     """One flag per option the registered methods declare in ``attribute`` (union over methods)."""
     from egain.methods import METHODS, available
 
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, dict[str, object]] = {}
     decls = {}
     for name in available():
         for opt in getattr(METHODS[name], attribute, ()):
-            seen.setdefault(opt.name, []).append(name)
+            seen.setdefault(opt.name, {})[name] = opt.default
             decls.setdefault(opt.name, opt)
     if not decls:
         return
@@ -126,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         save_deltas=args.save_deltas,
         warmup=False,  # a single user run: time the images as they come
         invert_kwargs=invert_kwargs,
+        on_batch=_generator_saver(method, out) if args.save_generators else None,
     )
     if run.resized:
         print(
@@ -166,3 +172,16 @@ def check_invert_outputs(
     names = output_names(files, ".png")
     claim_output_dir(out, run, overwrite=overwrite, ignore=OWN_SIDE_FILES, write=False)
     return names
+
+
+def _generator_saver(method, out: Path):
+    """``on_batch`` hook writing PTI's tuned generators, one ordinary generator file per image."""
+    saver = getattr(method, "save_tuned_generator", None)
+    if saver is None:
+        raise EgainError(f"--save-generators: {method.name} tunes no generator (only pti does)")
+
+    def save(files: list[Path], inv) -> None:
+        for i, f in enumerate(files):
+            saver(inv, i, out / "generators" / f"{f.stem}.pt")
+
+    return save

@@ -31,6 +31,20 @@ class FeatureDistance(nn.Module):
         self.embedder = embedder
         self.eps = eps
 
+    def per_image(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The distance of each pair, (N,): what per-image optimisation needs (one image's value
+        must not depend on the others in its batch, which a batch mean would mix in)."""
+        fy = self.embedder.features(y)
+        with torch.no_grad():
+            fx = self.embedder.features(x)
+        total = y.new_zeros(y.shape[0])
+        for a, b in zip(fy, fx, strict=True):
+            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
+            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
+            d = (a - b).pow(2).sum(1)
+            total = total + d.reshape(d.shape[0], -1).mean(1)
+        return total
+
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         fy = self.embedder.features(y)
         with torch.no_grad():
@@ -117,3 +131,35 @@ def build_reconstruction_losses(
             same = embedder is not None and spec == id_net
             losses.perceptual = FeatureDistance(embedder if same else get_embedder(spec, "lpips"))
     return losses
+
+
+def build_perceptual_distance(options: Mapping[str, Any], device: torch.device) -> nn.Module:
+    """A per-image perceptual distance ``(y, x) -> (N,)`` for optimisation-based inversion.
+
+    Real LPIPS when its published files are named (``lpips`` = "vgg"/"alex", ``lpips_backbone``,
+    ``lpips_linear``; the network defaults to VGG, what the StyleGAN2 projector uses, once either
+    file is given); otherwise the face-feature distance through ``perceptual_net`` (default the
+    bundled ``synthfaces-arcface`` embedder), since no LPIPS backbone can be downloaded here.
+    The distance never averages over the batch, so each image's loss (and gradient) is its own.
+    """
+    net = options.get("lpips")
+    if net or options.get("lpips_backbone") or options.get("lpips_linear"):
+        from egain.metrics.lpips import load_lpips
+
+        return load_lpips(
+            net or "vgg", options.get("lpips_backbone"), options.get("lpips_linear"), device=device
+        )
+    from egain.faces import load_embedder
+
+    spec = options.get("perceptual_net") or "synthfaces-arcface"
+    embedder = load_embedder(spec, device=device).eval().requires_grad_(False)
+    return _PerImage(FeatureDistance(embedder))
+
+
+class _PerImage(nn.Module):
+    def __init__(self, inner: FeatureDistance):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.per_image(y, x)

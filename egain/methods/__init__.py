@@ -20,7 +20,20 @@ from egain.methods.registry import (
 )
 
 # The built-in methods register themselves on import.
-from egain.methods import dse, e2style, e4e, egain, egain_external, hfgi, psp, restyle  # noqa: E402, F401  isort: skip
+from egain.methods import (  # noqa: E402, F401  isort: skip
+    dse,
+    e2style,
+    e4e,
+    egain,
+    egain_external,
+    hfgi,
+    hybrid,
+    optim,
+    projector,
+    psp,
+    pti,
+    restyle,
+)
 
 __all__ = [
     "METHODS",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,6 +71,7 @@ def invert_files(
     save_deltas: bool = False,
     warmup: bool = True,
     invert_kwargs: dict | None = None,
+    on_batch: Callable[[list[Path], Any], None] | None = None,
 ) -> InversionRun:
     """Invert ``files`` with ``model`` and write ``out_dir/<name>`` plus ``timing.json``.
 
@@ -77,7 +79,8 @@ def invert_files(
     ``names``: the output file name of each input (default ``<stem>.png``; ``egain invert`` passes
     names it has checked for collisions). ``save_latents`` writes ``latents/<stem>.pt``,
     ``save_deltas`` the Delta0 and gate maps as ``deltas/<stem>_*.png``. ``invert_kwargs`` go to
-    ``model.invert`` (a method's declared invert options, e.g. optimisation steps).
+    ``model.invert`` (a method's declared invert options, e.g. optimisation steps). ``on_batch(files,
+    inversion)`` sees each batch's result after it is written (e.g. to save PTI's tuned generators).
 
     Time per image counts ``model.invert`` only (not file reading or writing), after one untimed
     warm-up batch (``warmup``), so that one-off start-up costs (allocator, lazy kernels) do not blur
@@ -117,6 +120,8 @@ def invert_files(
             _sync(device)
             seconds += time.perf_counter() - t0
             write_inversion(out, chunk, names[start : start + batch_size], inv, save_latents, save_deltas)
+            if on_batch is not None:
+                on_batch(chunk, inv)
             bar.update(len(chunk))
     finally:
         bar.close()
