@@ -43,8 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--identity-backend",
-        default="synthfaces-arcface",
-        help="face embedder for the ID metric: synthfaces-arcface, arcface-irse50:PATH, dlib, an embedder.pt, or none",
+        default="synthfaces-cosface",
+        help="face embedder for the ID metric (default: the bundled CosFace scorer, independent of the ArcFace "
+        "ID loss methods train with): synthfaces-cosface, synthfaces-arcface, arcface-irse50:PATH, dlib, "
+        "an embedder.pt, or none",
     )
     p.add_argument(
         "--magface-backend",

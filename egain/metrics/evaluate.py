@@ -59,7 +59,9 @@ from egain.utils.images import (
 METRIC_CHOICES: tuple[str, ...] = METRIC_NAMES
 #: metrics scored by a network on float images (LPIPS, the face embedders)
 _MODEL_METRICS = frozenset(m.name for m in METRICS if m.needs != "pixels")
-DEFAULT_IDENTITY_BACKEND = "synthfaces-arcface"
+#: the ID column's scorer: not the network methods train against (synthfaces-arcface), so the
+#: column measures identity rather than how well a method optimised its own loss
+DEFAULT_IDENTITY_BACKEND = "synthfaces-cosface"
 DEFAULT_MAGFACE_BACKEND = "synthfaces-magface"
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
 

@@ -42,7 +42,7 @@ DEMO_METHODS = ("e4e", "hfgi", "egain")
 COMPARE_METHODS = ("e4e", "e4e-swagan", "hfgi", "egain", "egain-external")
 #: bundled face embedders (zoo name) behind the ID and MagFace metrics
 EMBEDDERS = {
-    "id": ("synthfaces-arcface", "faces-arcface-64"),
+    "id": ("synthfaces-cosface", "faces-cosface-64"),  # the scorer, not the ID loss (synthfaces-arcface)
     "magface": ("synthfaces-magface", "faces-magface-64"),
 }
 ZOO_HELP = (

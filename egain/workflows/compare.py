@@ -724,7 +724,7 @@ def run_compare(
         f"Produced by `{command}` at commit {_short_commit(git_commit())} on {hardware_description(dev)}; "
         f"seeds {', '.join(map(str, seed_list))} (independent draws of held-out identities), per seed {counts}; "
         f"{size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
-        "Means ± standard deviations over images. ID: cosine similarity of synthfaces ArcFace embeddings; "
+        "Means ± standard deviations over images. ID: cosine similarity of synthfaces CosFace embeddings (the scorer; methods train against the independent synthfaces ArcFace); "
         "SSIM mapped to [0, 1]; SCC and VIF-p as sewar; MagFace: embedding norm of the synthfaces MagFace network; "
         "MAE on intensities in [0, 1]; time: `invert` per image on the device above, after a warm-up; "
         "parameters: whole model with the generator (encoders and fusion only in brackets).",
