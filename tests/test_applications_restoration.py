@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from inversion_helpers import TINY_BASIC, image_folder, save_tiny_generator, smooth_images
 
 from egain import methods
 from egain.applications.restoration import (
@@ -18,7 +19,6 @@ from egain.applications.restoration import (
 )
 from egain.cli.main import main
 from egain.errors import InputError
-from inversion_helpers import TINY_BASIC, image_folder, save_tiny_generator, smooth_images
 
 SMALL = {"units": (1, 1, 1, 1), "widths": (8, 8, 16, 16), "head_channels": 16}
 
@@ -30,7 +30,9 @@ def test_corruptions_keep_shape_and_do_what_they_say():
     m = inpaint_masks(4, 32, torch.Generator().manual_seed(0))
     assert 0.05 < float(m.mean()) < 0.6  # a triangle of a few hundred pixels at 32 px
     y = corrupt(x, "inpaint", torch.Generator().manual_seed(0))
-    assert torch.all(y[m.expand_as(y) > 0] == -1) and torch.equal(y[m.expand_as(y) == 0], x[m.expand_as(x) == 0])
+    assert torch.all(y[m.expand_as(y) > 0] == -1) and torch.equal(
+        y[m.expand_as(y) == 0], x[m.expand_as(x) == 0]
+    )
     s = corrupt(x, "superres:4")
     low = torch.nn.functional.avg_pool2d(x, 4)
     assert torch.allclose(s, torch.nn.functional.interpolate(low, size=32, mode="bilinear"), atol=1e-6)
@@ -85,7 +87,9 @@ def test_the_loss_compares_with_the_target_not_the_input(files):
 
     g = load_generator(files["gen"])
     m = methods.create("psp", generator=g, encoder=SMALL, memory_format=None)
-    m.setup_training(TrainingContext(torch.device("cpu"), {}, {"l2": 1.0, "lpips": 0.0, "id": 0.0, "w_norm": 0.0}))
+    m.setup_training(
+        TrainingContext(torch.device("cpu"), {}, {"l2": 1.0, "lpips": 0.0, "id": 0.0, "w_norm": 0.0})
+    )
     x = smooth_images(2, 16)
     x_in = grayscale(x)
     loss, terms = m.training_step(x_in, 0, target=x)

@@ -38,8 +38,11 @@ def blend(a: Any, b: Any, lam: float) -> Any:
     consultation/fusion encoders): ``G(lam w_B + (1-lam) w_A, F(lam D_B + (1-lam) D_A))``.
     """
     if isinstance(a, Inversion):
-        return Inversion(blend(a.latents, b.latents, lam), blend(a.reconstruction, b.reconstruction, lam),
-                         blend(a.extras, b.extras, lam))
+        return Inversion(
+            blend(a.latents, b.latents, lam),
+            blend(a.reconstruction, b.reconstruction, lam),
+            blend(a.extras, b.extras, lam),
+        )
     if isinstance(a, torch.Tensor):
         if isinstance(b, torch.Tensor) and a.shape == b.shape and a.is_floating_point():
             return torch.lerp(a, b.to(a.device, a.dtype), float(lam))
@@ -57,8 +60,9 @@ def to_uint8_tiles(images: torch.Tensor) -> list[np.ndarray]:
     return list(tensor_to_uint8(images.detach().float().cpu()))
 
 
-def write_gif(frames: Sequence[np.ndarray] | torch.Tensor, path: str | os.PathLike, fps: float = 10.0,
-              scale: int = 1) -> Path:
+def write_gif(
+    frames: Sequence[np.ndarray] | torch.Tensor, path: str | os.PathLike, fps: float = 10.0, scale: int = 1
+) -> Path:
     """An animated GIF (looping) of uint8 tiles or a (T, 3, H, W) tensor in [-1, 1] (Pillow only)."""
     from PIL import Image
 

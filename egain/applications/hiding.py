@@ -11,6 +11,7 @@ Steganography (our own, documented scheme; the paper uses syndrome-trellis codes
 * the payload by **matrix embedding with Hamming codes** (Crandall 1998; F5, Westfeld 2001): each
   block of n = 2^k - 1 samples carries k bits in the XOR-syndrome of its LSBs and needs at most one
   change; k is the largest that fits, so small payloads change few samples;
+* the payload is XOR-ed with a keyed keystream first (it looks random; without the key it is noise);
 * changes are **LSB matching** (+-1 at random, keyed), not LSB replacement, so the pairs-of-values
   histogram the chi-square attack and RS analysis look for is not created.
   ``scheme="replacement"`` (sequential LSB replacement) is there as the detectable baseline.
@@ -59,7 +60,9 @@ def encode_code(q: torch.Tensor, step: float, bits: int | None = None) -> np.nda
     v = q.flatten().numpy()
     mag = np.abs(v).astype(np.uint64)
     shifts = np.arange(bits - 2, -1, -1, dtype=np.uint64)
-    body = np.concatenate([(v < 0).astype(np.uint8)[:, None], ((mag[:, None] >> shifts) & 1).astype(np.uint8)], 1)
+    body = np.concatenate(
+        [(v < 0).astype(np.uint8)[:, None], ((mag[:, None] >> shifts) & 1).astype(np.uint8)], 1
+    )
     return np.concatenate([hbits, body.reshape(-1)]).astype(np.uint8)
 
 
@@ -96,12 +99,20 @@ def _plus_minus_one(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (values.astype(np.int16) + sign).astype(np.uint8)
 
 
+def _whiten(bits: np.ndarray, key: int) -> np.ndarray:
+    """XOR with a keyed keystream: the payload looks like random bits (a code's bits are mostly
+    zeros), and without the key the extracted bits say nothing."""
+    stream = np.random.default_rng([key, 0x5EC2E7]).integers(0, 2, size=len(bits), dtype=np.uint8)
+    return bits ^ stream
+
+
 def embed_bits(
     carrier: np.ndarray, bits: np.ndarray, key: int = 0, scheme: str = "matching"
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Hide ``bits`` in an (H, W, 3) uint8 carrier; returns the stego image and embedding facts."""
     if carrier.dtype != np.uint8:
         raise InputError("the carrier must be an 8-bit image")
+    bits = _whiten(np.asarray(bits, np.uint8), key)
     flat = carrier.reshape(-1).copy()
     n = flat.size
     if scheme == "replacement":  # the detectable baseline: sequential LSB replacement
@@ -149,7 +160,7 @@ def extract_bits(stego: np.ndarray, key: int = 0, scheme: str = "matching") -> n
     flat = stego.reshape(-1)
     if scheme == "replacement":
         length = int(np.packbits(flat[:32] & 1).view(">u4")[0])
-        return (flat[32 : 32 + length] & 1).astype(np.uint8)
+        return _whiten((flat[32 : 32 + length] & 1).astype(np.uint8), key)
     order = _order(flat.size, key)
     pre = flat[order[:_PREAMBLE]] & 1
     k = int(np.packbits(pre[:8])[0])
@@ -162,7 +173,7 @@ def extract_bits(stego: np.ndarray, key: int = 0, scheme: str = "matching") -> n
     lsb = (flat[pos] & 1).astype(np.int64)
     syn = np.bitwise_xor.reduce(lsb * np.arange(1, blk + 1), axis=1)
     out = ((syn[:, None] >> np.arange(k - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
-    return out[:length]
+    return _whiten(out[:length], key)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,9 +40,7 @@ def _zero_deltas(extras: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def mix_inversions(
-    content: Inversion, style: Inversion, start: int, deltas: str = "content"
-) -> Inversion:
+def mix_inversions(content: Inversion, style: Inversion, start: int, deltas: str = "content") -> Inversion:
     """``content`` with rows ``start:`` of its codes from ``style``."""
     if deltas not in ("content", "style", "none"):
         raise ValueError(f"deltas must be content, style or none, got {deltas!r}")

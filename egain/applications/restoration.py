@@ -64,14 +64,17 @@ def inpaint_masks(n: int, size: int, generator: torch.Generator | None = None) -
     a = 35 + u[:, 0] * (220 - 35)  # top vertex x
     b = 35 + u[:, 1] * (70 - 35)  # bottom-left vertex x; bottom-right is b + 150
     s = size / 256.0
-    tri = torch.stack(
-        [
-            torch.stack([a, torch.full_like(a, 35.0)], -1),
-            torch.stack([b, torch.full_like(b, 220.0)], -1),
-            torch.stack([b + 150, torch.full_like(b, 220.0)], -1),
-        ],
-        1,
-    ) * s  # (n, 3, 2) as (x, y)
+    tri = (
+        torch.stack(
+            [
+                torch.stack([a, torch.full_like(a, 35.0)], -1),
+                torch.stack([b, torch.full_like(b, 220.0)], -1),
+                torch.stack([b + 150, torch.full_like(b, 220.0)], -1),
+            ],
+            1,
+        )
+        * s
+    )  # (n, 3, 2) as (x, y)
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     p = torch.stack([xx, yy], -1).view(1, size, size, 2)
@@ -93,7 +96,9 @@ def inpaint(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
     return x * (1 - m) - m
 
 
-def downsample(x: torch.Tensor, factors: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
+def downsample(
+    x: torch.Tensor, factors: Sequence[int], generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Per image: area-average by a random factor of ``factors``, then bilinear back to full size."""
     size = x.shape[-1]
     usable = [f for f in factors if size // f >= 4] or [1]

@@ -25,14 +25,13 @@ def center_mask(size: int, fraction: float = 0.5, feather: float = 0.0) -> torch
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     c = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5  # -0.5..0.5
     half = fraction / 2
-    if feather > 0:
-        ramp = ((half - c.abs()) / feather + 0.5).clamp(0, 1)
-    else:
-        ramp = (c.abs() <= half).float()
+    ramp = ((half - c.abs()) / feather + 0.5).clamp(0, 1) if feather > 0 else (c.abs() <= half).float()
     return (ramp.view(-1, 1) * ramp.view(1, -1)).view(1, 1, size, size)
 
 
-def paste(source: torch.Tensor, target: torch.Tensor, fraction: float = 0.5, feather: float = 0.0) -> torch.Tensor:
+def paste(
+    source: torch.Tensor, target: torch.Tensor, fraction: float = 0.5, feather: float = 0.0
+) -> torch.Tensor:
     """``target`` with the centre of ``source`` pasted in (both (N, 3, S, S) in [-1, 1])."""
     m = center_mask(source.shape[-1], fraction, feather).to(source.device, source.dtype)
     return source * m + target * (1 - m)
@@ -64,4 +63,6 @@ def face_swap(
     pasted = paste(s, t, fraction, feather)
     inv = method.invert(pasted)
     basic = inv.extras.get("basic_reconstruction")
-    return SwapResult(pasted.cpu(), inv.reconstruction.float().cpu(), None if basic is None else basic.float().cpu())
+    return SwapResult(
+        pasted.cpu(), inv.reconstruction.float().cpu(), None if basic is None else basic.float().cpu()
+    )
