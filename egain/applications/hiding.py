@@ -180,7 +180,7 @@ def extract_bits(stego: np.ndarray, key: int = 0, scheme: str = "matching") -> n
 # steganalysis
 
 
-CHI_SQUARE_PREFIXES = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+CHI_SQUARE_PREFIXES = (0.1, 0.25, 0.5, 1.0)
 
 
 def chi_square_attack(image: np.ndarray, prefixes: tuple[float, ...] = CHI_SQUARE_PREFIXES) -> float:
@@ -188,7 +188,7 @@ def chi_square_attack(image: np.ndarray, prefixes: tuple[float, ...] = CHI_SQUAR
     equalised by LSB replacement (near 1: embedding likely; near 0: none). As in the original
     attack it is evaluated on growing prefixes of the samples (raster order); the largest p counts."""
     flat = image.reshape(-1)
-    return max(_chi_square_p(flat[: max(256, int(f * flat.size))]) for f in prefixes)
+    return max(_chi_square_p(flat[: max(4096, int(f * flat.size))]) for f in prefixes)
 
 
 def _chi_square_p(values: np.ndarray) -> float:
