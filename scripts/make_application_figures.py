@@ -1,6 +1,6 @@
 """Figures and numbers of docs/applications.md (CPU, a few minutes; ``--restoration-iters 0`` skips training).
 
-    python scripts/make_application_figures.py --out docs/applications --work /tmp/egain_apps
+python scripts/make_application_figures.py --out docs/applications --work /tmp/egain_apps
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def main() -> None:
     rows, labels = [], [f"{k / 4:.2f}" for k in range(5)]
     for _n, m in models.items():
         rows.append(interpolate(m, f[:1], f[1:2], steps=5)[:, 0])
-    write_columns([torch.stack([r[k] for r in rows]) for k in range(5)], labels, out / "interpolation.png", tile=96)
+    write_columns(
+        [torch.stack([r[k] for r in rows]) for k in range(5)], labels, out / "interpolation.png", tile=96
+    )
     write_video(torch.cat([rows[2], rows[2].flip(0)]), out / "interpolation_egain.gif", 4.0, 2)
 
     # deep hiding
@@ -110,8 +112,12 @@ def main() -> None:
                 "per_clip": per,
                 "mean": {k: sum(p[k] for p in per) / len(per) for k in per[0]},
             }
-    write_columns([torch.stack([s[k] for s in strip]) for k in range(strip[0].shape[0])],
-                  [f"t={4 * k}" for k in range(strip[0].shape[0])], out / "video.png", tile=96)
+    write_columns(
+        [torch.stack([s[k] for s in strip]) for k in range(strip[0].shape[0])],
+        [f"t={4 * k}" for k in range(strip[0].shape[0])],
+        out / "video.png",
+        tile=96,
+    )
     numbers["video"] = vid
 
     # restoration: tiny pSp models trained here (CPU, short), scored against clean eval images
@@ -127,19 +133,48 @@ def main() -> None:
         for mode in ("colorize", "inpaint", "superres:4", "sketch"):
             run = work / f"psp_{mode.replace(':', '_')}"
             t0 = time.time()
-            argv = ["train", "--method", "psp", "--generator", "zoo:gan-stylegan2-64",
-                    "--data", "synthfaces:2000x1,seed=0,split=train", "--out", str(run),
-                    "--iters", str(args.restoration_iters), "--batch", "4", "--lr", "1e-3",
-                    "--lambda-lpips", "0", "--lambda-id", "0", "--device", "cpu", "--corrupt", mode,
-                    "--val-every", str(args.restoration_iters), "--ckpt-every", str(args.restoration_iters),
-                    "--config", json.dumps({"encoder": {"units": [1, 1, 1, 1], "widths": [16, 32, 48, 64],
-                                                        "head_channels": 64}})]
+            argv = [
+                "train",
+                "--method",
+                "psp",
+                "--generator",
+                "zoo:gan-stylegan2-64",
+                "--data",
+                "synthfaces:2000x1,seed=0,split=train",
+                "--out",
+                str(run),
+                "--iters",
+                str(args.restoration_iters),
+                "--batch",
+                "4",
+                "--lr",
+                "1e-3",
+                "--lambda-lpips",
+                "0",
+                "--lambda-id",
+                "0",
+                "--device",
+                "cpu",
+                "--corrupt",
+                mode,
+                "--val-every",
+                str(args.restoration_iters),
+                "--ckpt-every",
+                str(args.restoration_iters),
+                "--config",
+                json.dumps(
+                    {"encoder": {"units": [1, 1, 1, 1], "widths": [16, 32, 48, 64], "head_channels": 64}}
+                ),
+            ]
             assert egain_main(argv) == 0
             m = methods.create("psp", checkpoint=run / "model.pt")
             report, r = evaluate_restoration(m, clean, mode, seed=0)
             plain, _ = evaluate_restoration(models["e4e"], clean, mode, seed=0)
-            rest[mode] = {"trained_psp": report.as_dict(), "bundled_e4e_on_corrupted": plain.restored,
-                          "train_seconds": round(time.time() - t0, 1)}
+            rest[mode] = {
+                "trained_psp": report.as_dict(),
+                "bundled_e4e_on_corrupted": plain.restored,
+                "train_seconds": round(time.time() - t0, 1),
+            }
             cols += [r["input"][:4], r["restored"][:4]]
             labels += [mode, f"psp-{mode.split(':')[0]}"]
         write_columns(cols, labels, out / "restoration.png", tile=96)
