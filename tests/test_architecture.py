@@ -13,7 +13,19 @@ import egain
 
 ROOT = Path(egain.__file__).resolve().parent
 #: packages below the run layer: they may not import trainers, workflows, the CLI or the app
-LOWER = ("generators", "encoders", "methods", "metrics", "faces", "data", "losses", "nn", "ops", "runtime")
+LOWER = (
+    "applications",
+    "generators",
+    "encoders",
+    "methods",
+    "metrics",
+    "faces",
+    "data",
+    "losses",
+    "nn",
+    "ops",
+    "runtime",
+)
 UPPER = ("training", "workflows", "cli", "app")
 
 

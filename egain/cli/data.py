@@ -48,6 +48,7 @@ def register(subparsers) -> None:
     s.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier synthfaces dataset in --out")
     s.set_defaults(func=_synthfaces)
+    __import__("egain.cli.apply", fromlist=["register_sequences"]).register_sequences(sub)  # synthfaces clips
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 

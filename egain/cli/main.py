@@ -20,6 +20,10 @@ import sys
 # command name -> (module, one-line help). Keep alphabetical within groups.
 COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("egain.cli.checkpoint", "convert checkpoints to a format egain loads safely"),
+    "apply": (
+        "egain.cli.apply",
+        "applications: face swap, style mixing, interpolation, deep hiding, video, restoration",
+    ),
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),

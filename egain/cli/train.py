@@ -102,6 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", help='JSON of method configuration, e.g. \'{"delta_encoder": {"type": "consultation"}}\''
     )
     lambdas, options = _declared(trainable)
+    p.add_argument(
+        "--corrupt",
+        default=None,
+        metavar="MODE",
+        help="restoration/translation encoder: train on corrupted inputs with the clean image as target "
+        "(colorize, inpaint, superres[:F,F..], sketch; methods with accepts_target: e4e family, psp, restyle, e2style)",
+    )
     group = p.add_argument_group("loss weights (declared by the methods)")
     for term, entry in lambdas.items():
         group.add_argument(
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         hflip=not args.no_hflip,
         method_config=overrides,
+        corrupt=args.corrupt,
     )
     try:
         record = train_inversion(cfg)

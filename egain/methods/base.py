@@ -201,6 +201,9 @@ class InversionMethod(nn.Module):
     bundled_generator: ClassVar[str | None] = None
     #: where the authors publish weights this method imports (None: no published import)
     published_at: ClassVar[str | None] = None
+    #: ``training_step(batch, step, target=clean)`` is accepted: restoration/translation training
+    #: (``egain train --corrupt``) feeds the corrupted batch and compares with the clean target
+    accepts_target: ClassVar[bool] = False
 
     config: dict[str, Any]
 

@@ -629,7 +629,11 @@ class EGAINMethod(InversionMethod):
             mods = {"basic_encoder": self.basic_encoder, **mods}
         return mods
 
-    def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    accepts_target = True  # egain train --corrupt: the encoders see ``batch``, the losses ``target``
+
+    def training_step(
+        self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         lam, opt = self.training_ctx.lambdas, self.training_ctx.options
         train_basic = self.trains_basic_encoder
         stage = progressive_stage(
@@ -640,7 +644,7 @@ class EGAINMethod(InversionMethod):
             self.basic_encoder.set_progressive_stage(stage)
         out = self.run(batch, grad_basic=train_basic, augment_delta=self._augment)
         self._last = out
-        y, x = out.reconstruction, batch
+        y, x = out.reconstruction, (batch if target is None else target)
         terms: dict[str, torch.Tensor] = {"l2": l2_loss(y, x)}
         if lam["lpips"] > 0:
             terms["lpips"] = self._aux.losses.perceptual(y, x)

@@ -354,9 +354,14 @@ class E2Style(InversionMethod):
         self.eval()
         self.encoders[self.trained_stage].train()
 
-    def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    accepts_target = True  # egain train --corrupt (Alg. 5/6): stages see ``batch``, losses ``target``
+
+    def training_step(
+        self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         lam = self.training_ctx.lambdas
         x = batch
+        clean = batch if target is None else target
         t = self.trained_stage
         codes, prev = None, None
         if t > 0:
@@ -365,14 +370,14 @@ class E2Style(InversionMethod):
             codes, prev = all_codes[-1], images[-1]
         w = self.stage_code(t, x, codes, prev)
         y = self.pool(self.synthesize(w))
-        terms: dict[str, torch.Tensor] = {"l2": l2_loss(y, x)}
+        terms: dict[str, torch.Tensor] = {"l2": l2_loss(y, clean)}
         losses = self._losses
         if lam["lpips"] > 0 and losses.get("lpips") is not None:
-            terms["lpips"] = losses["lpips"](y, x).mean()
+            terms["lpips"] = losses["lpips"](y, clean).mean()
         if lam["id"] > 0 and losses.get("id") is not None:
-            terms["id"] = losses["id"](y, x)
+            terms["id"] = losses["id"](y, clean)
         if lam["parse"] > 0 and losses.get("parse") is not None:
-            terms["parse"] = losses["parse"](y, x)
+            terms["parse"] = losses["parse"](y, clean)
         if lam["w_norm"] > 0:
             terms["w_norm"] = (w - self.latent_avg).flatten(1).norm(2, dim=1).mean()
         loss = sum(lam[k] * v for k, v in terms.items())

@@ -288,10 +288,14 @@ class PSP(StyleEncoderMethod):
         extras = {"full_resolution": y} if y.shape[-1] != self.input_size else {}
         return Inversion(w.contiguous(), plain(self.to_input_size(y)), plain(extras))
 
-    def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    accepts_target = True  # egain train --corrupt: encode ``batch``, compare with ``target``
+
+    def training_step(
+        self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         w = self.encode(batch)
         y = self.to_input_size(self.synthesize(w, self.train_noise))
-        terms = self.image_terms(y, batch, w)
+        terms = self.image_terms(y, batch if target is None else target, w)
         return self.weighted(terms), terms
 
     @classmethod

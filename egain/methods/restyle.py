@@ -207,12 +207,17 @@ class ReStyle(StyleEncoderMethod):
         ),
     )
 
-    def training_step(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    accepts_target = True  # egain train --corrupt: iterate on ``batch``, compare with ``target``
+
+    def training_step(
+        self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         total: list[torch.Tensor] = []
         logged: dict[str, torch.Tensor] = {}
+        clean = batch if target is None else target
 
         def on_step(t: int, y: torch.Tensor, w: torch.Tensor) -> None:
-            terms = self.step_terms(y, batch, w)
+            terms = self.step_terms(y, clean, w)
             total.append(self.weighted(terms))
             if t == 0:
                 logged["l2_first"] = terms["l2"].detach()

@@ -66,6 +66,9 @@ class InversionTrainConfig:
     workers: int = 0
     hflip: bool = True
     method_config: dict[str, Any] = field(default_factory=dict)
+    #: restoration/translation training (seeds/004 Alg. 5/6): the encoder sees ``corrupt(x)`` and
+    #: the loss compares with the clean ``x`` (see :mod:`egain.applications.restoration`)
+    corrupt: str | None = None
 
     def method_cls(self) -> type[InversionMethod]:
         return method_class(self.method)
@@ -147,8 +150,12 @@ class _Step(nn.Module):
         super().__init__()
         self.method = method
 
-    def forward(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.method.training_step(x, step)
+    def forward(
+        self, x: torch.Tensor, step: int, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if target is None:  # every method's plain signature keeps working
+            return self.method.training_step(x, step)
+        return self.method.training_step(x, step, target=target)
 
 
 def build_method(cfg: InversionTrainConfig, device: torch.device) -> InversionMethod:
@@ -159,6 +166,15 @@ def build_method(cfg: InversionTrainConfig, device: torch.device) -> InversionMe
             f"{cfg.method} needs no training: it inverts each image by optimisation "
             f"(use 'egain invert --method {cfg.method}')"
         )
+    if cfg.corrupt:
+        from egain.applications.restoration import parse_corruption
+
+        parse_corruption(cfg.corrupt)
+        if not getattr(cls, "accepts_target", False):
+            raise EgainError(
+                f"{cfg.method} cannot train with --corrupt: its training step takes no separate clean target "
+                "(methods declaring accepts_target = True can)"
+            )
     options, config = cfg.resolved_options()
     generator = generator_io.load_generator(cfg.generator, device)
     return cls.build_for_training(generator, options, device, **config)
@@ -227,6 +243,11 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
     if dist.is_main:
         (out / "samples").mkdir(parents=True, exist_ok=True)
 
+    val_input = None
+    if cfg.corrupt:  # fixed corruptions of the held-out images, scored against the clean ones
+        from egain.applications.restoration import corrupt
+
+        val_input = corrupt(val.cpu(), cfg.corrupt, torch.Generator().manual_seed(cfg.seed)).to(device)
     record: dict[str, Any] = {}
     scores: dict[str, float | int] = {}  # the last validation, for run.json
     method.set_training_mode()
@@ -239,7 +260,11 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], device=device) < 0.5
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-            loss, terms = runner(x, step)
+            if cfg.corrupt:  # the clean batch is the target; after_training_step gets it too
+                x_in = corrupt(x, cfg.corrupt)
+                loss, terms = runner(x_in, step, x)
+            else:
+                loss, terms = runner(x, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -258,7 +283,10 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
                 logger.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
             if step % cfg.val_every == 0 or step == cfg.iters:
-                vrec, rows = method.validate(val)
+                if val_input is None:
+                    vrec, rows = method.validate(val)
+                else:
+                    vrec, rows = _validate_restoration(method, val_input, val)
                 if dist.is_main:
                     save_grid(
                         torch.cat(rows).cpu(), out / "samples" / f"val_{step:06d}.png", nrow=val.shape[0]
@@ -346,6 +374,15 @@ class _Batches:
     def load_state_dict(self, state: Mapping[str, int], step: int) -> None:
         self.position = int(state.get("position", step))
         self._iter = None
+
+
+@torch.no_grad()
+def _validate_restoration(
+    method: InversionMethod, inputs: torch.Tensor, clean: torch.Tensor
+) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """Restoration validation: L2 of the restored images against the clean ones; rows clean, input, output."""
+    rec = method.invert(inputs).reconstruction
+    return {"val_l2": float(torch.nn.functional.mse_loss(rec, clean))}, [clean, inputs, rec]
 
 
 def _item(ds: Dataset, i: int) -> torch.Tensor:

@@ -1,0 +1,350 @@
+"""``egain apply``: the applications of an inversion (seeds/004 section V, seeds/001 section 4.4).
+
+    egain apply swap --source A.png --target B.png --out DIR          face swapping (Alg. 2)
+    egain apply mix --content A.png --style B.png --out DIR           style mixing (Alg. 3)
+    egain apply interpolate --a A.png --b B.png --out DIR             interpolation strip + GIF (Alg. 4)
+    egain apply hide --secret A.png --carrier C.png --out DIR         secure deep hiding (Alg. 1)
+    egain apply reveal --stego DIR/stego.png --out DIR                the receiver's side
+    egain apply video --input CLIP --out DIR                          video inversion + temporal metrics
+    egain apply restore --corrupt colorize --checkpoint RUN/model.pt  restoration scored on synthfaces
+    egain data synthfaces-sequence --out DIR --frames 24              synthfaces clips
+
+Every sub-command takes ``--method`` (default egain, with its bundled weights) and ``--checkpoint``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from egain.cli.argtypes import positive_int
+
+
+def _method_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="egain", help="registered method (default egain, bundled weights)")
+    p.add_argument("--checkpoint", default=None, help="trained weights (default: the method's bundled ones)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
+    p.add_argument("--out", required=True, help="output folder")
+
+
+def _load(args: argparse.Namespace):
+    from egain import methods
+    from egain.utils.device import resolve_device
+
+    return methods.create(args.method, checkpoint=args.checkpoint, device=resolve_device(args.device))
+
+
+def _out(args: argparse.Namespace) -> Path:
+    from egain.utils.paths import check_output_dir
+
+    check_output_dir(args.out, "output folder")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from egain.runtime.files import atomic_write_json
+
+    atomic_write_json(path, obj)
+    print(json.dumps(obj, indent=1) if len(json.dumps(obj)) < 2000 else f"wrote {path}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "apply",
+        help="applications: swap, mix, interpolate, hide, reveal, video, restore",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s = p.add_subparsers(dest="apply_command", metavar="APPLICATION")
+
+    q = s.add_parser("swap", help="semantic face swapping (E2Style Alg. 2)")
+    _method_args(q)
+    q.add_argument("--source", nargs="+", required=True, help="images whose central face is pasted")
+    q.add_argument("--target", nargs="+", required=True, help="images receiving it (as many)")
+    q.add_argument("--fraction", type=float, default=0.5, help="side of the pasted centre box (default 0.5)")
+    q.add_argument("--feather", type=float, default=0.0, help="soft edge width, fraction of the side")
+    q.set_defaults(func=_swap)
+
+    q = s.add_parser("mix", help="style mixing (E2Style Alg. 3)")
+    _method_args(q)
+    q.add_argument("--content", nargs="+", required=True)
+    q.add_argument("--style", nargs="+", required=True)
+    q.add_argument(
+        "--start",
+        default="paper",
+        help="first W+ row from the style image (default: the paper's "
+        "last 11 of 18, scaled to the generator)",
+    )
+    q.add_argument(
+        "--deltas",
+        choices=("content", "style", "none"),
+        default="content",
+        help="high-fidelity methods: whose distortion maps to keep",
+    )
+    q.set_defaults(func=_mix)
+
+    q = s.add_parser("interpolate", help="interpolation between two images (E2Style Alg. 4)")
+    _method_args(q)
+    q.add_argument("--a", nargs="+", required=True)
+    q.add_argument("--b", nargs="+", required=True)
+    q.add_argument(
+        "--steps", type=positive_int, default=5, help="frames from A to B (default 5, the paper's)"
+    )
+    q.add_argument(
+        "--deltas",
+        choices=("blend", "none"),
+        default="blend",
+        help="high-fidelity methods: interpolate distortion maps too, or drop them",
+    )
+    q.add_argument("--fps", type=float, default=5.0)
+    q.set_defaults(func=_interpolate)
+
+    q = s.add_parser("hide", help="secure deep hiding: a secret image's W+ code inside a carrier (Alg. 1)")
+    _method_args(q)
+    q.add_argument("--secret", required=True, help="the image to hide")
+    q.add_argument("--carrier", default=None, help="carrier image (default: a 256 px synthfaces picture)")
+    q.add_argument("--step", type=float, default=1.0, help="quantisation step (1: the paper's integers)")
+    q.add_argument("--key", type=int, default=0, help="shared key (order, keystream, +-1 signs)")
+    q.add_argument(
+        "--scheme",
+        choices=("matching", "replacement"),
+        default="matching",
+        help="Hamming matrix embedding with LSB matching, or plain LSB replacement (detectable)",
+    )
+    q.set_defaults(func=_hide)
+
+    q = s.add_parser("reveal", help="extract a hidden code from a stego image and regenerate the secret")
+    _method_args(q)
+    q.add_argument("--stego", required=True)
+    q.add_argument("--key", type=int, default=0)
+    q.add_argument("--scheme", choices=("matching", "replacement"), default="matching")
+    q.set_defaults(func=_reveal)
+
+    q = s.add_parser(
+        "video", help="invert a clip (frame folder or video file), write it, measure consistency"
+    )
+    _method_args(q)
+    q.add_argument(
+        "--input", required=True, help="frame folder, .gif or .mp4 (mp4: pip install 'egain[video]')"
+    )
+    q.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        help="Gaussian smoothing of codes and maps over frames, sigma in frames (default 0: off)",
+    )
+    q.add_argument("--format", choices=("gif", "mp4"), default="gif")
+    q.add_argument("--fps", type=float, default=10.0)
+    q.add_argument("--max-frames", type=positive_int, default=None)
+    q.add_argument(
+        "--id-net", default="synthfaces-arcface", help="embedder for identity drift ('none': skip)"
+    )
+    q.set_defaults(func=_video)
+
+    q = s.add_parser("restore", help="score a restoration/translation model against clean synthfaces")
+    _method_args(q)
+    q.add_argument("--corrupt", required=True, help="colorize, inpaint, superres[:F,..], sketch")
+    q.add_argument("--n", type=positive_int, default=64, help="held-out synthfaces eval images (default 64)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_restore)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def register_sequences(sub: argparse._SubParsersAction) -> None:
+    """``egain data synthfaces-sequence`` (registered by ``egain data``)."""
+    q = sub.add_parser(
+        "synthfaces-sequence",
+        help="render synthfaces clips: one identity, smooth motion",
+        description="Render clips: pose, expression and lighting move smoothly; "
+        "identity, clothes and rare details stay.",
+    )
+    q.add_argument("--out", required=True)
+    q.add_argument("--identities", type=int, nargs="+", default=[0], help="identity numbers (default 0)")
+    q.add_argument("--frames", type=positive_int, default=24)
+    q.add_argument("--size", type=int, default=64)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--keyframe-every", type=positive_int, default=8)
+    q.add_argument("--amplitude", type=float, default=0.5, help="motion between keyframes (0..1)")
+    q.add_argument("--gif", action="store_true", help="also write each clip as a GIF")
+    q.set_defaults(func=_sequences)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _swap(args: argparse.Namespace) -> int:
+    from egain.applications.common import write_columns
+    from egain.applications.swap import face_swap
+    from egain.methods import prepare_images
+
+    out, m = _out(args), _load(args)
+    r = face_swap(m, args.source, args.target, fraction=args.fraction, feather=args.feather)
+    cols = [
+        prepare_images(args.source, m.input_size),
+        prepare_images(args.target, m.input_size),
+        r.pasted,
+        r.swapped,
+    ]
+    labels = ["source", "target", "pasted", f"swap ({args.method})"]
+    if r.basic is not None:
+        cols.append(r.basic)
+        labels.append("basic code")
+    write_columns(cols, labels, out / "swap.png")
+    print(f"wrote {out / 'swap.png'}")
+    return 0
+
+
+def _mix(args: argparse.Namespace) -> int:
+    from egain.applications.common import write_columns
+    from egain.applications.mixing import style_mix
+    from egain.methods import prepare_images
+
+    out, m = _out(args), _load(args)
+    start = args.start if args.start == "paper" else int(args.start)
+    y = style_mix(m, args.content, args.style, start=start, deltas=args.deltas)
+    cols = [prepare_images(args.content, m.input_size), prepare_images(args.style, m.input_size), y]
+    write_columns(cols, ["content", "style", f"mix ({args.method})"], out / "mix.png")
+    print(f"wrote {out / 'mix.png'}")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    from egain.applications.common import write_columns
+    from egain.applications.interpolation import interpolate
+    from egain.applications.video import write_video
+
+    out, m = _out(args), _load(args)
+    frames = interpolate(m, args.a, args.b, steps=args.steps, deltas=args.deltas)  # (T, N, 3, S, S)
+    labels = [f"{k / (args.steps - 1):.2f}" for k in range(args.steps)]
+    write_columns(list(frames), labels, out / "interpolation.png")
+    for i in range(frames.shape[1]):
+        clip = frames[:, i]
+        write_video(
+            __import__("torch").cat([clip, clip.flip(0)]), out / f"interpolation_{i}.gif", args.fps, 2
+        )
+    print(f"wrote {out / 'interpolation.png'} and {frames.shape[1]} GIF(s)")
+    return 0
+
+
+def _carrier(path: str | None):
+    import numpy as np
+    from PIL import Image
+
+    if path:
+        from egain.utils.images import to_rgb
+
+        return np.asarray(to_rgb(Image.open(path)), dtype=np.uint8).copy()
+    from egain.data.synthfaces import render, sample_identity, sample_variation
+
+    ident = sample_identity(7, 3)
+    return render(ident, sample_variation(7, ident, 0), 256).image
+
+
+def _hide(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from egain.applications.common import write_columns
+    from egain.applications.hiding import hide_image
+    from egain.runtime.files import atomic_path
+
+    out, m = _out(args), _load(args)
+    carrier = _carrier(args.carrier)
+    stego, report, imgs = hide_image(
+        m, args.secret, carrier, step=args.step, key=args.key, scheme=args.scheme
+    )
+    with atomic_path(out / "stego.png") as tmp:
+        Image.fromarray(stego).save(tmp, format="PNG")
+    with atomic_path(out / "carrier.png") as tmp:
+        Image.fromarray(carrier).save(tmp, format="PNG")
+    write_columns(
+        [imgs["secret"], imgs["unquantised"], imgs["revealed"]],
+        ["secret", "G(W)", f"revealed (step {args.step:g})"],
+        out / "hiding.png",
+    )
+    _write_json(out / "hiding.json", {"method": args.method, **report.as_dict()})
+    return 0
+
+
+def _reveal(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from egain.applications.hiding import reveal_image
+    from egain.utils.images import save_image
+
+    out, m = _out(args), _load(args)
+    y = reveal_image(
+        m, np.asarray(Image.open(args.stego).convert("RGB"), dtype=np.uint8), args.key, args.scheme
+    )
+    save_image(y[0], out / "revealed.png")
+    print(f"wrote {out / 'revealed.png'}")
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    import torch
+
+    from egain.applications.video import invert_video, read_frames, write_video
+
+    out, m = _out(args), _load(args)
+    frames = read_frames(args.input, m.input_size, args.max_frames)
+    emb = None
+    if args.id_net and args.id_net != "none":
+        from egain.faces import load_embedder
+
+        emb = load_embedder(args.id_net, device=m.device)
+    recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
+    write_video(recon, out / f"reconstruction.{args.format}", args.fps, 2)
+    write_video(torch.cat([frames, recon], -1), out / f"side_by_side.{args.format}", args.fps, 2)
+    _write_json(
+        out / "temporal.json",
+        {"method": args.method, "frames": int(frames.shape[0]), "smooth": args.smooth, **metrics},
+    )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    import torch
+
+    from egain.applications.common import write_columns
+    from egain.applications.restoration import evaluate_restoration
+    from egain.data.synthfaces import SynthFacesDataset
+
+    out, m = _out(args), _load(args)
+    ds = SynthFacesDataset.eval_set(size=m.input_size)
+    clean = torch.stack([ds[i][0] for i in range(min(args.n, len(ds)))])
+    report, rows = evaluate_restoration(m, clean, args.corrupt, seed=args.seed)
+    k = min(8, clean.shape[0])
+    write_columns(
+        [rows["clean"][:k], rows["input"][:k], rows["restored"][:k]],
+        ["clean", args.corrupt, f"restored ({args.method})"],
+        out / "restoration.png",
+    )
+    _write_json(
+        out / "restoration.json", {"method": args.method, "checkpoint": args.checkpoint, **report.as_dict()}
+    )
+    return 0
+
+
+def _sequences(args: argparse.Namespace) -> int:
+    from egain.applications.video import read_frames, write_video
+    from egain.data.synthfaces.sequences import write_sequences
+
+    folders = write_sequences(
+        args.out,
+        args.identities,
+        args.frames,
+        args.size,
+        args.seed,
+        keyframe_every=args.keyframe_every,
+        amplitude=args.amplitude,
+    )
+    if args.gif:
+        for f in folders:
+            write_video(read_frames(f), f / "clip.gif", 10.0)
+    print(f"wrote {len(folders)} clip(s) of {args.frames} frames to {args.out}")
+    return 0
