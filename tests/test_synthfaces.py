@@ -626,3 +626,15 @@ def test_synthfaces_command_never_imports_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_beard_label_follows_the_beard_style():
+    from egain.data.synthfaces.parsing import CLASS_INDEX
+
+    ident, var = _plain(0, 1, beard=True, yaw=0.0)
+    counts = {}
+    for style in ("none", "stubble", "moustache", "goatee", "full"):
+        res = render(ident, dataclasses.replace(var, beard_style=style, beard_density=1.0), 64, parsing=True)
+        counts[style] = int((res.parsing == CLASS_INDEX["beard"]).sum())
+    assert counts["none"] == counts["stubble"] == 0  # stubble is a faint shadow: skin
+    assert 0 < counts["moustache"] < counts["goatee"] < counts["full"]

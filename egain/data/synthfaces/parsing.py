@@ -37,7 +37,7 @@ PARSING_CLASSES: tuple[str, ...] = (
     "mouth",  # 11: between the lips: mouth line, teeth and the dark inside
     "left_ear",  # 12
     "right_ear",  # 13
-    "beard",  # 14: stubble, moustache, goatee, full beard
+    "beard",  # 14: moustache, goatee, full beard (stubble, a faint shadow, stays skin)
     "glasses",  # 15: frames, bridge and temple arms; dark lenses of sunglasses
     "hat",  # 16
     "clothes",  # 17: shirt, collar and clothing patterns

@@ -757,7 +757,8 @@ class _Painter:
         dens = V.beard_density * (0.4 if st == "stubble" else 1.0)
         a = coverage(d, 0.08 * F) * np.clip(dens * (0.85 + 0.2 * n), 0.0, 1.0)
         cv.blend(win, a, col_base[:, None, None] * (1.0 + 0.1 * n)[None])
-        self.label(win, d, "beard")
+        if st != "stubble":  # stubble (at most 40 % opaque) is a shadow on the skin, labelled skin
+            self.label(win, d, "beard")
 
     def mouth(self) -> None:
         I, V, F, cv = self.I, self.V, self.F, self.cv

@@ -18,6 +18,7 @@ default 6 for ~10 % larger files, a good trade for training data that is written
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing as mp
 import os
@@ -61,18 +62,35 @@ _PALETTE[: len(PARSING_PALETTE)] = PARSING_PALETTE
 _PALETTE_BYTES = _PALETTE.tobytes()
 
 
-def save_png(img: np.ndarray, path: str | os.PathLike, compress_level: int = 6) -> None:
-    """Write uint8 RGB (H, W, 3), or a class map (H, W) as a palette PNG, with fixed settings (no
-    timestamps), atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+def _png_bytes(img: np.ndarray, compress_level: int) -> bytes:
+    """uint8 RGB (H, W, 3), or a class map (H, W) as a palette PNG, encoded with fixed settings
+    (no timestamps or other metadata)."""
     if img.ndim == 2:
         im = Image.fromarray(img, "P")
         im.putpalette(_PALETTE_BYTES)
     else:
         im = Image.fromarray(img, "RGB")
-    im.save(tmp, format="PNG", compress_level=compress_level, optimize=False)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=compress_level, optimize=False)
+    return buf.getvalue()
+
+
+def save_png(img: np.ndarray, path: str | os.PathLike, compress_level: int = 6) -> None:
+    """Write uint8 RGB (H, W, 3), or a class map (H, W) as a palette PNG, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(_png_bytes(img, compress_level))
     os.replace(tmp, path)
+
+
+def _write_sample(data: bytes, path: Path) -> None:
+    """One image or map of the dataset: encoded in memory, then one create-and-write.
+
+    Not via a temporary file and a rename: on a busy disk each file creation or rename costs as
+    much as encoding the picture, and the folder has its own completeness mark: ``labels.jsonl``
+    is written (atomically) last, after every image, so a run cut short leaves none."""
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def parsing_name(name: str) -> str:
@@ -124,11 +142,11 @@ def _work(job: _Job, chunk: list[tuple[int, int, int]]) -> tuple[list[dict], lis
             job.seed, identity, variation, job.size, job.rates, job.force_rare, parsing=job.parsing
         )
         img, labels = got[0], got[1]
-        save_png(img, out / name, job.compress_level)
+        _write_sample(_png_bytes(img, job.compress_level), out / name)
         rec = {"file": name, **labels}
         if job.parsing:
             rec["parsing"] = parsing_name(name)
-            save_png(got[2], out / rec["parsing"], job.compress_level)
+            _write_sample(_png_bytes(got[2], job.compress_level), out / rec["parsing"])
         if job.recipe is not None:
             rec["recipe"] = job.recipe
         records.append(rec)
@@ -252,12 +270,15 @@ def write_synthfaces(
         if pool is not None:
             pool.terminate()
         bar.close()
-    with open(out / LABELS, "w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in records)
     shown.sort(key=lambda t: t[0])
     save_png(contact_sheet([t[1] for t in shown]), out / CONTACT_SHEET)
     if parsing:
         save_png(contact_sheet([colorize(t[2]) for t in shown]), out / PARSING_SHEET)
+    # last, and atomically: a folder with labels.jsonl is complete
+    tmp = out / f".{LABELS}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in records)
+    os.replace(tmp, out / LABELS)
     return records
 
 
@@ -283,5 +304,5 @@ def _prepare(out: Path, overwrite: bool) -> None:
         raise InputError(
             f"'{out}' already holds {len(old)} synthfaces file(s); choose an empty folder or pass --overwrite"
         )
-    for p in old:
+    for p in sorted(old, key=lambda p: p.name != LABELS):  # the completeness mark goes first
         p.unlink()
