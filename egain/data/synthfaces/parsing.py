@@ -5,7 +5,9 @@ also writes its class where the centre of a (supersampled) canvas pixel lies ins
 the same signed distances that paint it (so the map is exact by construction: "last writer
 wins", like the paint). Each output pixel then takes the class that covers most of its
 ``supersample x supersample`` sub-pixels, ties going to the shape painted last (front-most), which
-keeps one-pixel structures such as glasses frames and hoops in the map. See docs/synthfaces.md.
+keeps one-pixel structures such as glasses frames and hoops in the map; parts of one thing painted
+one after the other (an eye and its lash line, a lens and its frame) count as one layer there.
+See docs/synthfaces.md.
 
 Left and right are the *image's* left and right (``left_eye`` is the eye on the image's left,
 as in the ``landmarks`` of labels.jsonl).

@@ -184,10 +184,16 @@ class _Painter:
         """Parsing map: class ``cls`` on the boolean mask ``inside`` of window ``win``."""
         if self.layers is None or win is None or inside is None:
             return
+        c = CLASS_INDEX[cls]
         k = len(self.layer_class)
-        if k > 255:  # the painter labels ~50 layers; uint8 layer numbers are a hard limit
-            raise RuntimeError("synthfaces: more than 255 labelled layers in one image")
-        self.layer_class.append(CLASS_INDEX[cls])
+        if k > 1 and self.layer_class[-1] == c:
+            # the next part of the same thing (lid after eye, frame after lens, brim after crown)
+            # shares its layer, so the parts count together in the majority of a pixel's samples
+            k -= 1
+        else:
+            if k > 255:  # the painter labels ~50 layers; uint8 layer numbers are a hard limit
+                raise RuntimeError("synthfaces: more than 255 labelled layers in one image")
+            self.layer_class.append(c)
         np.copyto(self.layers[win.y0 : win.y1, win.x0 : win.x1], k, where=inside)
 
     def person(self, win: Window | None, alpha: np.ndarray | None) -> None:
