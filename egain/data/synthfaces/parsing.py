@@ -158,11 +158,7 @@ def downsample_labels(layers: np.ndarray, classes: np.ndarray, factor: int) -> n
     subs = layers.reshape(n, factor, n, factor).transpose(1, 3, 0, 2).reshape(k, n, n).astype(np.uint16)
     # score = 256 * (how many sub-pixels hold this layer) + layer: the max is the majority, ties to
     # the front-most layer (layer numbers stay below 256, see the painter)
-    best = None
-    for j in range(k):
-        cnt = (subs == subs[j]).sum(axis=0, dtype=np.uint16)
-        cnt <<= 8
-        cnt |= subs[j]
-        best = cnt if best is None else np.maximum(best, cnt, out=best)
-    assert best is not None
-    return classes[(best & 255).astype(np.uint8)]
+    score = (subs[:, None] == subs[None]).sum(axis=1, dtype=np.uint16)
+    score <<= 8
+    score |= subs
+    return classes[(score.max(axis=0) & 255).astype(np.uint8)]

@@ -28,6 +28,7 @@ from .raster import (
     Window,
     band_extent,
     band_local,
+    clip,
     coverage,
     downsample,
     local,
@@ -64,7 +65,7 @@ def _mix(a, b, t: float) -> np.ndarray:
 
 
 def _scale(c, k: float) -> np.ndarray:
-    return np.clip(np.asarray(c, dtype=F32) * k, 0.0, 1.0)
+    return clip(np.asarray(c, dtype=F32) * k, 0.0, 1.0)
 
 
 class _Painter:
@@ -194,7 +195,7 @@ class _Painter:
             if k > 255:  # the painter labels ~50 layers; uint8 layer numbers are a hard limit
                 raise RuntimeError("synthfaces: more than 255 labelled layers in one image")
             self.layer_class.append(c)
-        np.copyto(self.layers[win.y0 : win.y1, win.x0 : win.x1], k, where=inside)
+        np.putmask(self.layers[win.y0 : win.y1, win.x0 : win.x1], inside, k)
 
     def person(self, win: Window | None, alpha: np.ndarray | None) -> None:
         if win is not None and alpha is not None:
@@ -227,7 +228,7 @@ class _Painter:
             t = (0.28 - np.sqrt(fx * fx + fy * fy)) * (R / f) + 0.5
         else:  # bokeh: soft discs of light over a gradient
             t = (proj - proj.min()) / (proj.max() - proj.min() + 1e-6)
-        np.clip(t, 0.0, 1.0, out=t)
+        clip(t, 0.0, 1.0, out=t)
         cv.img[:] = c1[:, None, None] + t[None] * (c2 - c1)[:, None, None]
         if kind == "bokeh":
             for _ in range(7):
@@ -344,7 +345,7 @@ class _Painter:
             p = 0.25 * F
             tri = np.abs((X % p) / p - 0.5) * p
             t = np.sin((Y + tri) * k) * 3.0 + 0.5
-        t = np.clip(t, 0.0, 1.0)
+        t = clip(t, 0.0, 1.0)
         return c1[:, None, None] + t[None] * (c2 - c1)[:, None, None]
 
     def hair_color(self, win: Window, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -363,7 +364,7 @@ class _Painter:
         col = base[:, None, None] * shade[None]
         if V.grey > 0.02:
             streak2 = np.sin((u + 0.37) / np.maximum(v + 2.4, 0.3) * 47.0)
-            gm = np.clip(V.grey * (0.75 + 0.35 * streak2), 0.0, 1.0)
+            gm = clip(V.grey * (0.75 + 0.35 * streak2), 0.0, 1.0)
             grey = np.array((0.80, 0.80, 0.78), F32)[:, None, None] * shade[None]
             col = col + gm[None] * (grey - col)
         return col
@@ -496,7 +497,7 @@ class _Painter:
         lower = t > 0
         ry = np.where(lower, (I.face_length + grow), (1.3 + grow))
         tt = np.abs(t) / ry
-        ue = u - (0.3 * math.sin(V.yaw)) * np.clip(t * (1.0 / I.face_length), 0.0, 1.0)
+        ue = u - (0.3 * math.sin(V.yaw)) * clip(t * (1.0 / I.face_length), 0.0, 1.0)
         t2 = tt * tt
         w = np.where(lower, (1.0 + grow) - I.jaw_taper * t2, (1.0 + grow))
         # lower half: |t|^p with p from 2 (round chin) to 4 square, as a cheap polynomial blend
@@ -547,7 +548,7 @@ class _Painter:
         """Darken the skin towards the face outline (cheeks and jaw turn away from the camera).
 
         Applied to the face layer itself, before hair, hats and hands cover parts of it."""
-        ramp = np.clip(d * (1.0 / (0.35 * self.F)) + 1.0, 0.0, 1.0)
+        ramp = clip(d * (1.0 / (0.35 * self.F)) + 1.0, 0.0, 1.0)
         ramp *= ramp
         ramp *= coverage(d)  # nothing outside the face
         ramp *= -0.2
@@ -655,7 +656,7 @@ class _Painter:
                 continue
             d = sd_band(win, x, y, ang, L, curve, thick)
             n = self.noise(win, 2, 0.02)
-            a = coverage(d, 1.2) * np.clip(0.85 + 0.25 * n, 0.0, 1.0)
+            a = coverage(d, 1.2) * clip(0.85 + 0.25 * n, 0.0, 1.0)
             cv.blend(win, a, col)
             self.label(win, d, "left_brow" if side < 0 else "right_brow")
 
@@ -761,7 +762,7 @@ class _Painter:
             d = np.minimum(d, dm)
         n = self.noise(win, 2, 0.02)
         dens = V.beard_density * (0.4 if st == "stubble" else 1.0)
-        a = coverage(d, 0.08 * F) * np.clip(dens * (0.85 + 0.2 * n), 0.0, 1.0)
+        a = coverage(d, 0.08 * F) * clip(dens * (0.85 + 0.2 * n), 0.0, 1.0)
         cv.blend(win, a, col_base[:, None, None] * (1.0 + 0.1 * n)[None])
         if st != "stubble":  # stubble (at most 40 % opaque) is a shadow on the skin, labelled skin
             self.label(win, d, "beard")
@@ -1281,7 +1282,7 @@ def render(
     lit = p.lighting(small)
     lit *= 255.0
     lit += 0.5
-    np.clip(lit, 0.0, 255.0, out=lit)
+    clip(lit, 0.0, 255.0, out=lit)
     img = np.ascontiguousarray(lit.astype(np.uint8).transpose(1, 2, 0))
     lm = {k: [round(float(c), 2) for c in v] for k, v in p.landmarks.items()}
     labels = None
