@@ -404,6 +404,11 @@ def test_pixels_are_those_before_parsing_maps_with_and_without_them():
         img2, labels2, parsing = render_item(seed, identity, variation, size, r, force, parsing=True)
         assert np.array_equal(img, img2) and labels == labels2
         assert parsing.shape == (size, size) and parsing.dtype == np.uint8
+    # and the labels of labels.jsonl (50 images, seed 0, default rates) are those of before too
+    h = hashlib.sha256()
+    for i in range(50):
+        h.update(json.dumps(render_item(0, i, i % 3, 16, DEFAULT_RARE_RATES)[1], sort_keys=True).encode())
+    assert h.hexdigest() == "88eac6d91455a028132c5f60c609db205dd07ba50d4068e47774f9deed331ea5"
     rates = dict.fromkeys(RARE_KINDS, 0.3)
     for size, digest in _PINNED_BATCH.items():
         h = hashlib.sha256()
