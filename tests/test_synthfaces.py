@@ -361,3 +361,285 @@ def test_split_filter_keeps_only_that_split(tmp_path):
     recs = write_synthfaces(tmp_path / "tr", 30, 1, 16, 0, split="train", show_progress=False)
     assert recs and all(r["split"] == "train" for r in recs)
     assert len(recs) < 30
+
+
+# ---- parsing maps -------------------------------------------------------------------------------
+# Pixel hashes of images rendered by the code before parsing maps existed (commit b215be6): the
+# bundled models were trained on these pictures, so labelling must never change a pixel.
+_PINNED = [
+    # (seed, identity, variation, size, rare rates "default" / "all" = 0.5 each, force_rare, sha256[:16])
+    (0, 0, 0, 64, "default", False, "a868ee82ead0ff38"),
+    (0, 1, 3, 64, "default", False, "df442976386cbb8d"),
+    (0, 7, 1, 32, "default", False, "cc17cf368c8cb046"),
+    (0, 12, 2, 16, "default", False, "29354871c91cbfe4"),
+    (0, 3, 0, 128, "default", False, "fac950fa9e2d253e"),
+    (5, 1, 0, 64, "all", False, "c0ec934a8ad64eaa"),
+    (5, 3, 0, 64, "all", False, "41102628496c6873"),
+    (5, 4, 0, 64, "all", False, "afb4ec77cd3fbd21"),
+    (0, 900, 0, 64, "default", True, "0824c2444eec4153"),
+]
+# 40 images (seed 11, identities 0-39, variation i % 3, every rare detail at 30 %) hashed together
+_PINNED_BATCH = {
+    16: "e59ff5890d449d29c39499f5135dc1f63387669fce58b380db705ee5601a691a",
+    32: "061468411025017d7b71faba2a09fac730077c1f293d5010dc254f9292e63e61",
+}
+
+
+def _pinned_numpy() -> None:
+    if np.__version__.split(".")[:2] != ["2", "4"]:
+        pytest.skip(f"pixel hashes were taken with numpy 2.4; this is numpy {np.__version__}")
+
+
+def test_pixels_are_those_before_parsing_maps_with_and_without_them():
+    import hashlib
+
+    from egain.data.synthfaces import render_item
+    from egain.data.synthfaces.params import DEFAULT_RARE_RATES
+
+    _pinned_numpy()
+    for seed, identity, variation, size, rates, force, digest in _PINNED:
+        r = DEFAULT_RARE_RATES if rates == "default" else dict.fromkeys(RARE_KINDS, 0.5)
+        img, labels = render_item(seed, identity, variation, size, r, force)
+        assert hashlib.sha256(img.tobytes()).hexdigest()[:16] == digest, (seed, identity, variation, size)
+        img2, labels2, parsing = render_item(seed, identity, variation, size, r, force, parsing=True)
+        assert np.array_equal(img, img2) and labels == labels2
+        assert parsing.shape == (size, size) and parsing.dtype == np.uint8
+    # and the labels of labels.jsonl (50 images, seed 0, default rates) are those of before too
+    h = hashlib.sha256()
+    for i in range(50):
+        h.update(json.dumps(render_item(0, i, i % 3, 16, DEFAULT_RARE_RATES)[1], sort_keys=True).encode())
+    assert h.hexdigest() == "88eac6d91455a028132c5f60c609db205dd07ba50d4068e47774f9deed331ea5"
+    rates = dict.fromkeys(RARE_KINDS, 0.3)
+    for size, digest in _PINNED_BATCH.items():
+        h = hashlib.sha256()
+        for i in range(40):
+            h.update(render_item(11, i, i % 3, size, rates)[0].tobytes())
+        assert h.hexdigest() == digest, size
+
+
+def test_parsing_maps_hold_the_face_parts_where_the_landmarks_are():
+    from egain.data.synthfaces.parsing import CLASS_INDEX, PARSING_CLASSES
+
+    for identity in range(6):
+        ident, var = _plain(3, identity, glasses=False)
+        for size in (32, 64, 128):
+            res = render(ident, var, size, parsing=True)
+            p = res.parsing
+            assert p.shape == (size, size) and p.dtype == np.uint8 and p.max() < len(PARSING_CLASSES)
+            corners = p[[0, 0, -1, -1], [0, -1, 0, -1]]
+            assert (corners == CLASS_INDEX["background"]).any() or (corners == CLASS_INDEX["clothes"]).any()
+            present = {PARSING_CLASSES[c] for c in np.unique(p)}
+            assert {"background", "skin", "neck", "clothes", "nose"} <= present
+            for part in ("left_eye", "right_eye"):  # the class lies around its landmark
+                ys, xs = np.nonzero(p == CLASS_INDEX[part])
+                if size >= 64:
+                    assert len(xs) > 0, (identity, size, part)
+                if len(xs):
+                    lx, ly = res.landmarks[part]
+                    assert abs(xs.mean() + 0.5 - lx) < 0.06 * size and abs(ys.mean() + 0.5 - ly) < 0.06 * size
+            # the face box is the skin's box: skin labels fall inside it
+            x0, y0, x1, y1 = res.face_box
+            ys, xs = np.nonzero(p == CLASS_INDEX["skin"])
+            assert xs.min() >= x0 - 1 and xs.max() < x1 + 1 and ys.min() >= y0 - 1 and ys.max() < y1 + 1
+
+
+def test_glasses_label_lies_on_the_frame_pixels():
+    from egain.data.synthfaces.parsing import CLASS_INDEX
+
+    for identity in range(6):
+        ident, with_g = _plain(0, identity, glasses=True, sunglasses=False)
+        a = render(ident, with_g, 64, parsing=True)
+        b = render(ident, dataclasses.replace(with_g, glasses=False), 64, parsing=True)
+        frame = np.asarray(ident.glasses_color) * 255.0
+        pa, pb = a.image.astype(float), b.image.astype(float)
+        # pixels the glasses pulled towards the frame colour
+        towards = (np.abs(pa - pb).max(axis=2) > 12) & (
+            np.linalg.norm(pa - frame, axis=2) < np.linalg.norm(pb - frame, axis=2)
+        )
+        lab = a.parsing == CLASS_INDEX["glasses"]
+        assert lab.sum() >= 20 and not (b.parsing == CLASS_INDEX["glasses"]).any()
+        assert (lab & towards).sum() >= 0.85 * lab.sum(), f"identity {identity}: glasses label off the frame"
+        assert (lab & towards).sum() >= 0.5 * towards.sum(), f"identity {identity}: frame pixels unlabelled"
+
+
+def test_earring_label_lies_inside_the_earring_boxes():
+    from egain.data.synthfaces.parsing import CLASS_INDEX
+
+    seen = 0
+    for identity in range(10):
+        ident = sample_identity(2, identity)
+        var = sample_variation(2, ident, 0, {**NO_RARE, "earrings": 1.0})
+        res = render(ident, var, 64, parsing=True)
+        lab = res.parsing == CLASS_INDEX["earring"]
+        inside = np.zeros_like(lab)
+        for x0, y0, x1, y1 in res.rare["earrings"]:
+            inside[y0:y1, x0:x1] = True
+            assert lab[y0:y1, x0:x1].any(), "an earring box without earring pixels"
+            seen += 1
+        assert not (lab & ~inside).any(), "earring label outside the earring boxes"
+        bare = render(ident, dataclasses.replace(var, earrings=False), 64, parsing=True)
+        assert not (bare.parsing == CLASS_INDEX["earring"]).any()
+    assert seen >= 10
+
+
+@pytest.mark.parametrize(
+    "kind, cls", [("hand", "hand"), ("phone", "object"), ("watch", "object"), ("text_marks", "text")]
+)
+def test_occluder_and_mark_labels_lie_in_their_boxes(kind, cls):
+    from egain.data.synthfaces.parsing import CLASS_INDEX
+
+    for identity in range(4):
+        ident = sample_identity(6, identity)
+        var = sample_variation(6, ident, 0, {**NO_RARE, kind: 1.0})
+        res = render(ident, var, 64, parsing=True)
+        lab = res.parsing == CLASS_INDEX[cls]
+        inside = np.zeros_like(lab)
+        for x0, y0, x1, y1 in res.rare[kind]:  # boxes hold the skin / body; a hand's outline is 1 px out
+            inside[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1] = True
+        assert lab.sum() >= 4 and not (lab & ~inside).any(), (kind, identity)
+        bare = render(ident, dataclasses.replace(var, **{kind: False}), 64, parsing=True)
+        assert not (bare.parsing == CLASS_INDEX[cls]).any()
+
+
+def test_label_downsampling_takes_the_majority_and_ties_go_to_the_front():
+    from egain.data.synthfaces.parsing import downsample_labels
+
+    classes = np.array([0, 5, 7, 9], np.uint8)  # layer k has class classes[k]
+    layers = np.array(
+        [
+            [1, 1, 2, 3],
+            [1, 2, 2, 3],
+            [1, 2, 2, 3],
+            [1, 1, 2, 3],
+        ],
+        np.uint8,
+    )
+    out = downsample_labels(layers, classes, 2)
+    # block (0,0): layers 1,1,1,2 -> 1; block (0,1): 2,3,2,3 -> tie, front-most layer 3
+    assert out.tolist() == [[5, 9], [5, 9]]
+    assert downsample_labels(layers, classes, 1).tolist() == classes[layers].tolist()
+
+
+def test_celebamask_fusion_table():
+    from egain.data.synthfaces.parsing import (
+        CELEBAMASK_CLASSES,
+        PARSING_CLASSES,
+        PARSING_PALETTE,
+        TO_CELEBAMASK,
+        to_celebamask,
+    )
+
+    assert len(CELEBAMASK_CLASSES) == 19 and CELEBAMASK_CLASSES[0] == "background"
+    assert len(TO_CELEBAMASK) == len(PARSING_CLASSES) == len(PARSING_PALETTE)
+    fused = {a: CELEBAMASK_CLASSES[b] for a, b in zip(PARSING_CLASSES, TO_CELEBAMASK, strict=True)}
+    assert fused["glasses"] == "eye_g" and fused["earring"] == "ear_r" and fused["hair"] == "hair"
+    assert fused["left_eye"] == "l_eye" and fused["upper_lip"] == "u_lip" and fused["clothes"] == "cloth"
+    assert CELEBAMASK_CLASSES.index("hair") == 17 and CELEBAMASK_CLASSES.index("eye_g") == 6
+    assert to_celebamask(np.array([[0, 15]])).tolist() == [[0, 6]]
+
+
+def test_cli_parsing_writes_maps_that_list_images_leaves_out(tmp_path, capsys):
+    from egain.data.synthfaces.parsing import PARSING_CLASSES
+    from egain.utils.images import list_images
+
+    args = ["data", "synthfaces", "--identities", "3", "--per-identity", "2", "--size", "32", "--parsing"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "parsing maps" in capsys.readouterr().out
+    names = {p.name for p in (tmp_path / "a").iterdir()}
+    samples = sorted(f"id{i:05d}_v{v:02d}.png" for i in range(3) for v in range(2))
+    maps = [n.replace(".png", "_parsing.png") for n in samples]
+    assert names == {*samples, *maps, "contact_sheet.png", "parsing_sheet.png", "labels.jsonl"}
+    assert [p.name for p in list_images(tmp_path / "a")] == samples
+    records = [json.loads(s) for s in (tmp_path / "a" / "labels.jsonl").read_text().splitlines()]
+    assert [r["parsing"] for r in records] == maps
+    ds = SynthFacesDataset(3, 2, 32, return_parsing=True)
+    for i, rec in enumerate(records):
+        with Image.open(tmp_path / "a" / rec["parsing"]) as im:
+            assert im.mode == "P"
+            m = np.asarray(im)
+        assert m.max() < len(PARSING_CLASSES)
+        x, ident, parsing = ds[i]
+        assert parsing.dtype == torch.long and parsing.shape == (32, 32)
+        np.testing.assert_array_equal(parsing.numpy(), m)
+        assert ident == rec["identity"]
+    # the images are those written without --parsing; two workers write the same bytes
+    assert main([*args[:-1], "--out", str(tmp_path / "b")]) == 0
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in samples)
+    write_synthfaces(tmp_path / "c", 3, 2, 32, workers=2, parsing=True, show_progress=False)
+    assert _files(tmp_path / "a") == _files(tmp_path / "c")
+    # an --overwrite run without --parsing removes the old maps too
+    write_synthfaces(tmp_path / "c", 2, 1, 32, overwrite=True, show_progress=False)
+    assert not list((tmp_path / "c").glob("*_parsing.png"))
+
+
+def test_dataset_return_parsing_keeps_the_other_signatures_and_collates():
+    plain = SynthFacesDataset(4, 1, 16)
+    assert len(plain[0]) == 2
+    ds = SynthFacesDataset(4, 1, 16, return_parsing=True)
+    x, ident, parsing = ds[1]
+    assert x.shape == (3, 16, 16) and parsing.shape == (16, 16) and parsing.dtype == torch.long
+    np.testing.assert_array_equal(x.numpy(), plain[1][0].numpy())
+    xb, ib, pb = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert xb.shape == (4, 3, 16, 16) and pb.shape == (4, 16, 16) and pb.dtype == torch.long
+    both = SynthFacesDataset(4, 1, 16, return_labels=True, return_parsing=True)
+    x, ident, labels, parsing = both[2]
+    assert labels["identity"] == ident and torch.equal(parsing, ds[2][2])
+    loader = torch.utils.data.DataLoader(both, batch_size=2, collate_fn=collate_with_labels)
+    xb, ib, lb, pb = next(iter(loader))
+    assert xb.shape == (2, 3, 16, 16) and len(lb) == 2 and pb.shape == (2, 16, 16)
+    assert (
+        len(
+            next(
+                iter(
+                    torch.utils.data.DataLoader(
+                        SynthFacesDataset(2, 1, 16, return_labels=True),
+                        batch_size=2,
+                        collate_fn=collate_with_labels,
+                    )
+                )
+            )
+        )
+        == 3
+    )
+
+
+def test_parsing_maps_are_not_data_images(tmp_path):
+    from egain.utils.images import is_data_image, list_images
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("a.png", "a_parsing.png", "lonely_parsing.png", "parsing_sheet.png"):
+        Image.new("RGB", (4, 4)).save(plain / name)
+    # beside its picture a parsing map is a map; alone it is somebody's image, as is a sheet
+    # outside a synthfaces folder
+    assert [p.name for p in list_images(plain)] == ["a.png", "lonely_parsing.png", "parsing_sheet.png"]
+    (plain / "labels.jsonl").write_text("{}\n")
+    assert [p.name for p in list_images(plain)] == ["a.png"]
+    assert not is_data_image(plain / "a_parsing.png") and is_data_image(plain / "a.png")
+
+
+def test_synthfaces_command_never_imports_torch(tmp_path):
+    """Worker processes fork cheaply only while torch is not loaded (and spawned workers would
+    each spend a second importing it): the command and the writer stay torch-free."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from egain.cli.main import main; "
+        f"main(['data', 'synthfaces', '--out', {str(tmp_path)!r}, '--identities', '2', "
+        "'--per-identity', '1', '--size', '16', '--parsing', '--workers', '2']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_beard_label_follows_the_beard_style():
+    from egain.data.synthfaces.parsing import CLASS_INDEX
+
+    ident, var = _plain(0, 1, beard=True, yaw=0.0)
+    counts = {}
+    for style in ("none", "stubble", "moustache", "goatee", "full"):
+        res = render(ident, dataclasses.replace(var, beard_style=style, beard_density=1.0), 64, parsing=True)
+        counts[style] = int((res.parsing == CLASS_INDEX["beard"]).sum())
+    assert counts["none"] == counts["stubble"] == 0  # stubble is a faint shadow: skin
+    assert 0 < counts["moustache"] < counts["goatee"] < counts["full"]

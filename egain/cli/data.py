@@ -1,7 +1,8 @@
 """``egain data synthfaces``: render the procedural face world to a folder.
 
 Writes ``DIR/idNNNNN_vKK.png``, ``DIR/labels.jsonl`` (identity, split, attributes, rare details
-with boxes, landmarks) and ``DIR/contact_sheet.png``. ``--eval-set`` / ``--hard-set`` write the
+with boxes, landmarks) and ``DIR/contact_sheet.png``; ``--parsing`` adds each image's per-pixel
+class map ``DIR/idNNNNN_vKK_parsing.png`` and ``DIR/parsing_sheet.png``. ``--eval-set`` / ``--hard-set`` write the
 fixed evaluation recipes instead (500 held-out identities; 200 with at least one rare detail each).
 """
 
@@ -45,6 +46,11 @@ def register(subparsers) -> None:
         choices=["train", "val", "test"],
         help="write only the identities of this split (e.g. a training folder free of eval identities)",
     )
+    s.add_argument(
+        "--parsing",
+        action="store_true",
+        help="also write each image's per-pixel class map NAME_parsing.png (see docs/synthfaces.md)",
+    )
     s.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier synthfaces dataset in --out")
     s.set_defaults(func=_synthfaces)
@@ -76,6 +82,7 @@ def _synthfaces(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         split=args.split,
+        parsing=args.parsing,
     )
     dt = time.perf_counter() - t0
     splits = {}
@@ -83,8 +90,9 @@ def _synthfaces(args: argparse.Namespace) -> int:
         splits[r["split"]] = splits.get(r["split"], 0) + 1
     rare = sum(1 for r in records if r["rare_kinds"])
     parts = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+    maps = " and parsing maps" if args.parsing else ""
     print(
-        f"wrote {len(records)} images ({parts}; {rare} with rare details) to {args.out} "
+        f"wrote {len(records)} images{maps} ({parts}; {rare} with rare details) to {args.out} "
         f"in {dt:.1f}s ({len(records) / max(dt, 1e-9):.0f} img/s)"
     )
     return 0

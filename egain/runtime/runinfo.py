@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI imports this module for every
+    import torch  # command, and torch-free ones (``egain data synthfaces``) must stay torch-free
 
 from egain.runtime.files import atomic_write_json
 
@@ -45,6 +46,8 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
 
 
 def hardware_description(device: torch.device | str | None = None) -> str:
+    import torch
+
     device = torch.device(device or "cpu")
     if device.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(device)

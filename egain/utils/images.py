@@ -31,35 +31,27 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from egain.errors import InputError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
-
-
-#: what ``egain data synthfaces`` writes beside the images: the labels and an overview picture
-SYNTHFACES_LABELS = "labels.jsonl"
-SYNTHFACES_SHEET = "contact_sheet.png"
-#: what ``egain invert`` (and the demo / compare workflows) write beside the reconstructions
-INVERT_TIMING = "timing.json"
-#: files egain's own commands write into image folders: not data, and no stray input worth a remark
-OWN_SIDE_FILES = frozenset({SYNTHFACES_LABELS, INVERT_TIMING})
-
-
-def is_data_image(path: Path) -> bool:
-    """An image file that is data: not the contact sheet of a synthfaces folder (see list_images)."""
-    return is_image_file(path) and not (
-        path.name == SYNTHFACES_SHEET and (path.parent / SYNTHFACES_LABELS).is_file()
-    )
+from egain.utils.sidefiles import (  # noqa: F401  (re-exported: the names' one home is sidefiles)
+    IMAGE_EXTENSIONS,
+    INVERT_TIMING,
+    OWN_SIDE_FILES,
+    PARSING_SUFFIX,
+    SYNTHFACES_LABELS,
+    SYNTHFACES_PARSING_SHEET,
+    SYNTHFACES_SHEET,
+    is_data_image,
+    is_image_file,
+    is_parsing_map,
+)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """Sorted image files of ``folder``; raises if the folder is missing or holds no image.
 
-    In a synthfaces folder (one with ``labels.jsonl``) the contact sheet is not a data image and is
-    left out, so such a folder can be trained on, inverted and evaluated as it is.
+    In a synthfaces folder (one with ``labels.jsonl``) the contact and parsing sheets and the
+    ``*_parsing.png`` label maps are not data images and are left out (see
+    :func:`~egain.utils.sidefiles.is_data_image`), so such a folder can be trained on, inverted and
+    evaluated as it is.
     """
     folder = Path(folder)
     if not folder.exists():

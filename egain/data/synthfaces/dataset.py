@@ -32,8 +32,10 @@ class SynthFacesDataset(Dataset):
     ``identities`` is a count N (ids 0..N-1) or an explicit sequence of ids, filtered by ``split``
     ('train' / 'val' / 'test' or None for all). Items are ``(image (3,H,W) float in [-1,1],
     identity)``, or ``(image, identity, labels)`` with ``return_labels=True`` (use
-    :func:`collate_with_labels` in a DataLoader then). Pixels equal those written by
-    ``egain data synthfaces`` with the same parameters.
+    :func:`collate_with_labels` in a DataLoader then). ``return_parsing=True`` appends the
+    per-pixel class map, a LongTensor (H, W) of :data:`~egain.data.synthfaces.parsing.PARSING_CLASSES`
+    indices: ``(image, identity, parsing)`` or ``(image, identity, labels, parsing)``. Pixels (and
+    maps) equal those written by ``egain data synthfaces [--parsing]`` with the same parameters.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SynthFacesDataset(Dataset):
         rare_rate: float | dict | None = None,
         *,
         return_labels: bool = False,
+        return_parsing: bool = False,
         force_rare: bool = False,
         supersample: int = 2,
     ):
@@ -62,6 +65,7 @@ class SynthFacesDataset(Dataset):
         self.identity_ids = [i for i in ids if self.split is None or split_of(self.seed, i) == self.split]
         self.rates = check_rates(rare_rate)
         self.return_labels = return_labels
+        self.return_parsing = return_parsing
         self.force_rare = force_rare
         self.supersample = check_count(supersample, "supersample")
 
@@ -90,25 +94,37 @@ class SynthFacesDataset(Dataset):
         index %= len(self)
         return self.identity_ids[index // self.per_identity], index % self.per_identity
 
-    def render(self, index: int) -> tuple[np.ndarray, dict]:
-        """Item ``index`` as uint8 (H, W, 3) and its labels."""
+    def render(self, index: int, parsing: bool = False):
+        """Item ``index`` as uint8 (H, W, 3) and its labels (and its uint8 class map, with
+        ``parsing=True``)."""
         identity, variation = self.key(index)
         return render_item(
-            self.seed, identity, variation, self.size, self.rates, self.force_rare, self.supersample
+            self.seed,
+            identity,
+            variation,
+            self.size,
+            self.rates,
+            self.force_rare,
+            self.supersample,
+            parsing=parsing,
         )
 
     def __getitem__(self, index: int):
-        img, labels = self.render(int(index))
+        got = self.render(int(index), parsing=self.return_parsing)
+        img, labels = got[0], got[1]
         x = torch.from_numpy(img).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-        if self.return_labels:
-            return x, labels["identity"], labels
-        return x, labels["identity"]
+        item = (x, labels["identity"], labels) if self.return_labels else (x, labels["identity"])
+        if self.return_parsing:
+            item += (torch.from_numpy(got[2].astype(np.int64)),)
+        return item
 
 
 def collate_with_labels(batch):
-    """DataLoader collate for ``return_labels=True``: stacked images, identity tensor, label list."""
-    xs, ids, labels = zip(*batch, strict=True)
-    return torch.stack(xs), torch.tensor(ids, dtype=torch.long), list(labels)
+    """DataLoader collate for ``return_labels=True``: stacked images, identity tensor, label list
+    (and stacked (N, H, W) parsing maps with ``return_parsing=True``)."""
+    xs, ids, labels, *rest = zip(*batch, strict=True)
+    out = (torch.stack(xs), torch.tensor(ids, dtype=torch.long), list(labels))
+    return out + tuple(torch.stack(r) for r in rest)
 
 
 def dataset_from_spec(spec: str, size: int | None = None, **kw) -> SynthFacesDataset:

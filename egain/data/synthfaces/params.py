@@ -114,6 +114,13 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
     return _rgb([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i])
 
 
+@lru_cache(maxsize=8)
+def _field_names(cls: type, skip: tuple[str, ...]) -> tuple[str, ...]:
+    """The dataclass field names of ``cls`` but ``skip``, in order (labels are made per image, and
+    ``dataclasses.fields`` rebuilds its tuple at every call)."""
+    return tuple(f.name for f in fields(cls) if f.name not in skip)
+
+
 # Domain tags in the spawn keys: identities, variations and splits never share a stream.
 _TAG_IDENTITY, _TAG_VARIATION, _TAG_SPLIT = 1, 2, 3
 
@@ -171,11 +178,9 @@ class Identity:
     def attributes(self) -> dict:
         """JSON-ready identity attributes (fine-mark positions summarised as counts)."""
         out = {}
-        for f in fields(self):
-            if f.name in ("identity", "freckles", "moles"):
-                continue
-            v = getattr(self, f.name)
-            out[f.name] = [round(float(x), 4) for x in v] if isinstance(v, tuple) else _round(v)
+        for name in _field_names(type(self), ("identity", "freckles", "moles")):
+            v = getattr(self, name)
+            out[name] = [round(float(x), 4) for x in v] if isinstance(v, tuple) else _round(v)
         out["n_freckles"] = len(self.freckles)
         out["n_moles"] = len(self.moles)
         return out
@@ -239,11 +244,9 @@ class Variation:
 
     def attributes(self) -> dict:
         out = {}
-        for f in fields(self):
-            if f.name in ("variation", "text_seed", "detail_seed"):
-                continue
-            v = getattr(self, f.name)
-            out[f.name] = [round(float(x), 4) for x in v] if isinstance(v, tuple) else _round(v)
+        for name in _field_names(type(self), ("variation", "text_seed", "detail_seed")):
+            v = getattr(self, name)
+            out[name] = [round(float(x), 4) for x in v] if isinstance(v, tuple) else _round(v)
         return out
 
 

@@ -101,11 +101,16 @@ def render_item(
     rates: dict[str, float],
     force_rare: bool = False,
     supersample: int = 2,
-) -> tuple[np.ndarray, dict]:
-    """Render one image and its labels (everything but ``file``, which the writer adds)."""
+    *,
+    parsing: bool = False,
+):
+    """Render one image and its labels (everything but ``file``, which the writer adds).
+
+    Returns ``(image, labels)``, or ``(image, labels, parsing_map)`` with ``parsing=True`` (the
+    (H, W) uint8 class map of :mod:`~egain.data.synthfaces.parsing`; the image is the same)."""
     ident = sample_identity(seed, identity)
     var = sample_variation(seed, ident, variation, rates, force_rare=force_rare)
-    res = render(ident, var, size, supersample)
+    res = render(ident, var, size, supersample, parsing)
     attrs = ident.attributes()
     attrs.update(var.attributes())
     labels = {
@@ -120,4 +125,6 @@ def render_item(
         "landmarks": res.landmarks,
         "face_box": res.face_box,
     }
+    if parsing:
+        return res.image, labels, res.parsing
     return res.image, labels

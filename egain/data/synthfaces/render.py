@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .params import Identity, Variation
+from .parsing import CLASS_INDEX, downsample_labels
 from .raster import (
     F32,
     Canvas,
     Window,
     band_extent,
     band_local,
+    clip,
     coverage,
     downsample,
     local,
@@ -52,6 +54,9 @@ class RenderResult:
     rare: dict[str, list[list[int]]] = field(default_factory=dict)
     landmarks: dict[str, list[float]] = field(default_factory=dict)
     face_box: list[int] = field(default_factory=list)
+    #: (H, W) uint8 class indices into :data:`~egain.data.synthfaces.parsing.PARSING_CLASSES`,
+    #: made only when rendering with ``parsing=True``
+    parsing: np.ndarray | None = None
 
 
 def _mix(a, b, t: float) -> np.ndarray:
@@ -60,13 +65,13 @@ def _mix(a, b, t: float) -> np.ndarray:
 
 
 def _scale(c, k: float) -> np.ndarray:
-    return np.clip(np.asarray(c, dtype=F32) * k, 0.0, 1.0)
+    return clip(np.asarray(c, dtype=F32) * k, 0.0, 1.0)
 
 
 class _Painter:
     """Paints one image layer by layer; holds the pose frame, the canvas and what was drawn where."""
 
-    def __init__(self, ident: Identity, var: Variation, size: int, supersample: int):
+    def __init__(self, ident: Identity, var: Variation, size: int, supersample: int, parsing: bool = False):
         self.I, self.V = ident, var
         self.size, self.ss = size, supersample
         self.R = R = size * supersample
@@ -102,6 +107,10 @@ class _Painter:
         self._hair_cache = _UNSET
         self.skin = np.asarray(ident.skin, dtype=F32)
         self._ear_pos: dict[int, tuple[float, float, float, float, float]] = {}
+        # parsing: per canvas pixel the number of the last labelled layer covering it, and the class
+        # of each layer number (0 = background); nothing of this touches the picture
+        self.layers = np.zeros((R, R), dtype=np.uint8) if parsing else None
+        self.layer_class = [0]
 
     # ---- geometry -------------------------------------------------------------------------------
     def to_img(self, x: float, y: float) -> tuple[float, float]:
@@ -165,6 +174,29 @@ class _Painter:
         y0, y1 = (win.y0 + rows[0]) // ss, -(-(win.y0 + rows[-1] + 1) // ss)
         return [int(x0), int(y0), int(x1), int(y1)]
 
+    def label(self, win: Window | None, d: np.ndarray | None, cls: str) -> None:
+        """Parsing map: class ``cls`` wherever the signed distance ``d`` is <= 0, i.e. where the
+        shape's coverage is at least one half (the same distances that paint it)."""
+        if self.layers is None or win is None or d is None:
+            return
+        self.label_mask(win, d <= 0.0, cls)
+
+    def label_mask(self, win: Window | None, inside: np.ndarray | None, cls: str) -> None:
+        """Parsing map: class ``cls`` on the boolean mask ``inside`` of window ``win``."""
+        if self.layers is None or win is None or inside is None:
+            return
+        c = CLASS_INDEX[cls]
+        k = len(self.layer_class)
+        if k > 1 and self.layer_class[-1] == c:
+            # the next part of the same thing (lid after eye, frame after lens, brim after crown)
+            # shares its layer, so the parts count together in the majority of a pixel's samples
+            k -= 1
+        else:
+            if k > 255:  # the painter labels ~50 layers; uint8 layer numbers are a hard limit
+                raise RuntimeError("synthfaces: more than 255 labelled layers in one image")
+            self.layer_class.append(c)
+        np.putmask(self.layers[win.y0 : win.y1, win.x0 : win.x1], inside, k)
+
     def person(self, win: Window | None, alpha: np.ndarray | None) -> None:
         if win is not None and alpha is not None:
             m = self.mask[win.y0 : win.y1, win.x0 : win.x1]
@@ -196,7 +228,7 @@ class _Painter:
             t = (0.28 - np.sqrt(fx * fx + fy * fy)) * (R / f) + 0.5
         else:  # bokeh: soft discs of light over a gradient
             t = (proj - proj.min()) / (proj.max() - proj.min() + 1e-6)
-        np.clip(t, 0.0, 1.0, out=t)
+        clip(t, 0.0, 1.0, out=t)
         cv.img[:] = c1[:, None, None] + t[None] * (c2 - c1)[:, None, None]
         if kind == "bokeh":
             for _ in range(7):
@@ -235,6 +267,7 @@ class _Painter:
                 continue
             a = np.repeat(np.repeat(bits.astype(F32), cell, 0), cell, 1)[: win.shape[0], : win.shape[1]]
             cv.blend(win, a, ink)
+            self.label_mask(win, a > 0.5, "text")
             bx = self.box(win, a)
             if bx is not None:
                 self.rare["text_marks"].append(bx)
@@ -260,6 +293,7 @@ class _Painter:
             col = self._pattern(win)
         a = cv.fill(win, d, col)
         self.person(win, a)
+        self.label(win, d, "clothes")
         # a soft fold shadow under the neckline and along the arms
         cv.fill(
             win,
@@ -275,6 +309,7 @@ class _Painter:
                 if w2 is not None:
                     dd = sd_ellipse(w2, cx, top + 0.15 * F, 0.42 * F, 0.16 * F, side * 0.5)
                     cv.fill(w2, dd, V.clothing2)
+                    self.label(w2, dd, "clothes")
         if V.clothing_pattern:
             bx = self.box(win, a, 0.5)
             if bx is not None:
@@ -310,7 +345,7 @@ class _Painter:
             p = 0.25 * F
             tri = np.abs((X % p) / p - 0.5) * p
             t = np.sin((Y + tri) * k) * 3.0 + 0.5
-        t = np.clip(t, 0.0, 1.0)
+        t = clip(t, 0.0, 1.0)
         return c1[:, None, None] + t[None] * (c2 - c1)[:, None, None]
 
     def hair_color(self, win: Window, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -329,7 +364,7 @@ class _Painter:
         col = base[:, None, None] * shade[None]
         if V.grey > 0.02:
             streak2 = np.sin((u + 0.37) / np.maximum(v + 2.4, 0.3) * 47.0)
-            gm = np.clip(V.grey * (0.75 + 0.35 * streak2), 0.0, 1.0)
+            gm = clip(V.grey * (0.75 + 0.35 * streak2), 0.0, 1.0)
             grey = np.array((0.80, 0.80, 0.78), F32)[:, None, None] * shade[None]
             col = col + gm[None] * (grey - col)
         return col
@@ -395,6 +430,7 @@ class _Painter:
                 curtain = curtain + 0.04 * F * np.sin(v * 14.0)
             d = np.minimum(d, curtain)
         self.person(win, self.cv.fill(win, d, colour * 0.88, soft=1.2))
+        self.label(win, d, "hair")
 
     def _fuzz(self, win: Window) -> np.ndarray:
         """A few-pixel noisy offset for hair outlines: strands stick out, so edges are not lines."""
@@ -421,6 +457,7 @@ class _Painter:
         d = np.maximum(d, np.minimum(-self._shirt_sd(win), self._neckline(win)))
         skin = self.skin * 0.92
         self.person(win, cv.fill(win, d, skin))
+        self.label(win, d, "neck")
         # the jaw's shadow on the neck, kept on the neck
         sx, sy = self.to_img(0.0, 1.35)
         cv.fill(
@@ -445,7 +482,9 @@ class _Painter:
             if win is None:
                 continue
             skin = self.skin
-            self.person(win, cv.fill(win, sd_ellipse(win, ex, ey, rx, ry, ang), skin * 0.95))
+            d = sd_ellipse(win, ex, ey, rx, ry, ang)
+            self.person(win, cv.fill(win, d, skin * 0.95))
+            self.label(win, d, "left_ear" if side < 0 else "right_ear")
             ix, iy = ex - side * 0.15 * rx * math.cos(self.roll), ey
             cv.fill(win, sd_ellipse(win, ix, iy, rx * 0.55, ry * 0.6, ang), skin * 0.72, soft=0.05 * F)
             cv.fill(win, sd_ellipse(win, ix, iy, rx * 0.25, ry * 0.3, ang), skin * 0.55, soft=0.04 * F)
@@ -458,7 +497,7 @@ class _Painter:
         lower = t > 0
         ry = np.where(lower, (I.face_length + grow), (1.3 + grow))
         tt = np.abs(t) / ry
-        ue = u - (0.3 * math.sin(V.yaw)) * np.clip(t * (1.0 / I.face_length), 0.0, 1.0)
+        ue = u - (0.3 * math.sin(V.yaw)) * clip(t * (1.0 / I.face_length), 0.0, 1.0)
         t2 = tt * tt
         w = np.where(lower, (1.0 + grow) - I.jaw_taper * t2, (1.0 + grow))
         # lower half: |t|^p with p from 2 (round chin) to 4 square, as a cheap polynomial blend
@@ -485,6 +524,7 @@ class _Painter:
         col = skin[:, None, None] * tex[None]
         a = cv.fill(win, d, col)
         self.person(win, a)
+        self.label(win, d, "skin")
         box = self.box(win, a, 0.5)
         self.face_box = box or []
         self._contour_shading(win, d)
@@ -508,7 +548,7 @@ class _Painter:
         """Darken the skin towards the face outline (cheeks and jaw turn away from the camera).
 
         Applied to the face layer itself, before hair, hats and hands cover parts of it."""
-        ramp = np.clip(d * (1.0 / (0.35 * self.F)) + 1.0, 0.0, 1.0)
+        ramp = clip(d * (1.0 / (0.35 * self.F)) + 1.0, 0.0, 1.0)
         ramp *= ramp
         ramp *= coverage(d)  # nothing outside the face
         ramp *= -0.2
@@ -551,6 +591,7 @@ class _Painter:
             if win is None:
                 continue
             xr, yr = local(win, x, y, ang)
+            eye = "left_eye" if side < 0 else "right_eye"
             # crease above the eye
             crease = np.abs(_ell(xr, yr + (0.1 * ry_full), rx * 1.02, ry_full * 1.55)) - (0.5 * lw)
             crease = np.maximum(crease, yr)
@@ -558,6 +599,7 @@ class _Painter:
             if opening > 0.15:
                 d_eye = _ell(xr, yr, rx, ry)
                 cv.fill(win, d_eye, np.array((0.93, 0.9, 0.87), F32) * (0.9 + 0.1 * I.skin[0]))
+                self.label(win, d_eye, eye)
                 ir = I.iris_size * ry_full * 1.15
                 gx = x + (V.gaze_x * 0.35 * rx) * math.cos(ang)
                 gy = y + V.gaze_y * 0.25 * ry_full + (V.gaze_x * 0.35 * rx) * math.sin(ang)
@@ -588,11 +630,13 @@ class _Painter:
                 # upper lid with lashes, and a faint lower lid
                 upper = np.maximum(np.abs(d_eye) - lw, yr - (0.2 * ry))
                 cv.fill(win, upper, lid_col)
+                self.label(win, upper, eye)
                 lower = np.maximum(np.abs(d_eye) - (0.45 * lw), 0.3 * ry - yr)
                 cv.fill(win, lower, skin * 0.6, opacity=0.6)
             else:
                 d = sd_band(win, x, y, ang, rx, (-0.25 * ry_full, 0.0, 0.15 * ry_full), (lw, 0.0, -0.5 * lw))
                 cv.fill(win, d, lid_col)
+                self.label(win, d, eye)
 
     def brows(self) -> None:
         I, V, F, cv = self.I, self.V, self.F, self.cv
@@ -612,8 +656,9 @@ class _Painter:
                 continue
             d = sd_band(win, x, y, ang, L, curve, thick)
             n = self.noise(win, 2, 0.02)
-            a = coverage(d, 1.2) * np.clip(0.85 + 0.25 * n, 0.0, 1.0)
+            a = coverage(d, 1.2) * clip(0.85 + 0.25 * n, 0.0, 1.0)
             cv.blend(win, a, col)
+            self.label(win, d, "left_brow" if side < 0 else "right_brow")
 
     def _soft_ellipse(self, x, y, rx, ry, ang, color, soft=1.0, opacity=1.0) -> None:
         """Fill one ellipse in its own tight window (cheap for the many small shading blobs)."""
@@ -673,6 +718,23 @@ class _Painter:
             nx, ny = x + side * 0.42 * nw * cr, y + 0.06 * F + side * 0.42 * nw * sr
             self._soft_ellipse(nx, ny, 0.24 * nw, 0.04 * F, r + side * 0.35, skin * 0.35, soft=0.9)
         self.shade_ellipse(x, y + 0.14 * F, 0.8 * nw, 0.06 * F, r, 0.7, 0.07 * F, 0.4)
+        if self.layers is not None:
+            # the nose is painted as shading; its region is the shape that shading outlines: the
+            # bridge from the eye line down to the tip, and the tip with its alar wings
+            tx, ty = bx, by - 0.2 * F
+            ex, ey = rotated_extent(1.15 * nw, 0.13 * F, r)
+            win = self.cv.window(
+                min(tx - 0.5 * nw, x - ex),
+                min(ty - 0.5 * nw, y - ey),
+                max(tx + 0.5 * nw, x + ex),
+                y + ey + 0.02 * F,
+            )
+            if win is not None:
+                d = np.minimum(
+                    sd_capsule(win, tx, ty, x, y, 0.5 * nw),
+                    sd_ellipse(win, x, y + 0.02 * F, 1.15 * nw, 0.13 * F, r),
+                )
+                self.label(win, d, "nose")
 
     def beard(self) -> None:
         I, V, F, cv = self.I, self.V, self.F, self.cv
@@ -700,8 +762,10 @@ class _Painter:
             d = np.minimum(d, dm)
         n = self.noise(win, 2, 0.02)
         dens = V.beard_density * (0.4 if st == "stubble" else 1.0)
-        a = coverage(d, 0.08 * F) * np.clip(dens * (0.85 + 0.2 * n), 0.0, 1.0)
+        a = coverage(d, 0.08 * F) * clip(dens * (0.85 + 0.2 * n), 0.0, 1.0)
         cv.blend(win, a, col_base[:, None, None] * (1.0 + 0.1 * n)[None])
+        if st != "stubble":  # stubble (at most 40 % opaque) is a shadow on the skin, labelled skin
+            self.label(win, d, "beard")
 
     def mouth(self) -> None:
         I, V, F, cv = self.I, self.V, self.F, self.cv
@@ -725,15 +789,19 @@ class _Painter:
             xr, yr, L * 0.96, (-lift - 0.4 * ll, 0.0, gap + 0.5 * ll), (0.5 * ll, 0.0, -0.4 * ll)
         )
         cv.fill(win, d_lo, lips * 1.05)
+        self.label(win, d_lo, "lower_lip")
         cv.fill(win, d_up, lips * 0.88)
+        self.label(win, d_up, "upper_lip")
         if gap > 0.3:
             d_t = band_local(xr, yr, L * 0.92, (-lift, 0.0, 0.5 * gap), (0.5 * gap + 0.3, 0.0, -0.5 * gap))
             cv.fill(win, d_t, (0.94, 0.92, 0.86))
+            self.label(win, d_t, "mouth")
             inner = band_local(xr, yr, L * 0.7, (-lift, 0.0, 0.5 * gap), (0.5 * gap, 0.0, -0.5 * gap))
             cv.fill(win, np.maximum(d_t, -inner), (0.3, 0.12, 0.12), opacity=0.7)
         lw = max(0.6 * self.ss, 0.018 * F)
         d_line = band_local(xr, yr, L * 1.02, (-lift, 0.0, 0.5 * gap), (lw, 0.0, -0.25 * lw))
         cv.fill(win, d_line, lips * 0.35, opacity=0.85)
+        self.label(win, d_line, "mouth")
         # smile lines at the mouth corners
         if sm > 0.3:
             for side in (-1, 1):
@@ -827,6 +895,8 @@ class _Painter:
             hl = hl + 6.0 * np.maximum(au - 0.8, 0.0)
         # crisp outer silhouette, soft hairline (hair thins out towards the forehead)
         a = coverage(cap, 1.2) * coverage((v - hl) * F, 0.06 * self.F)
+        if self.layers is not None:
+            self.label_mask(win, a >= 0.5, "hair")  # the shape, before the thin buzz cut's opacity
         if st == "buzz":
             a *= 0.55
         self.cv.blend(win, a, colour)
@@ -850,11 +920,13 @@ class _Painter:
             d = np.maximum(crown, (v + 0.48) * Fp)
             rib = 1.0 + 0.08 * np.sin(u * 40.0)
             self.person(win, cv.fill(win, d, col[:, None, None] * rib[None]))
+            self.label(win, d, "hat")
             cv.fill(win, np.maximum(d, (-0.72 - v) * Fp), (col * 0.8)[:, None, None] * rib[None])
         elif V.hat_style == "cap":
             crown = sd_ellipse(win, *self.to_img(0, -0.7), (1.12 + 0.5 * vol) * F, 0.9 * F, self.roll)
             d = np.maximum(crown, (v + 0.55) * Fp)
             self.person(win, cv.fill(win, d, col))
+            self.label(win, d, "hat")
             vx, vy, sx = self.place(0.0, -0.52, 0.3)
             cv.fill(
                 win,
@@ -863,15 +935,25 @@ class _Painter:
                 soft=0.1 * F,
                 opacity=0.5,
             )
-            cv.fill(win, sd_ellipse(win, vx, vy, 0.95 * F * sx, 0.17 * F, self.roll), col * 0.85)
+            d = sd_ellipse(win, vx, vy, 0.95 * F * sx, 0.17 * F, self.roll)
+            cv.fill(win, d, col * 0.85)
+            self.label(win, d, "hat")
             bx, by = self.to_img(0, -1.35)
-            cv.fill(win, sd_circle(win, bx, by, 0.06 * F), col * 0.7)
+            d = sd_circle(win, bx, by, 0.06 * F)
+            cv.fill(win, d, col * 0.7)
+            self.label(win, d, "hat")
         else:
             cx, cy = self.to_img(0, -1.08)
-            self.person(win, cv.fill(win, sd_box(win, cx, cy, 0.82 * F, 0.5 * F, self.roll, 0.25 * F), col))
+            d = sd_box(win, cx, cy, 0.82 * F, 0.5 * F, self.roll, 0.25 * F)
+            self.person(win, cv.fill(win, d, col))
+            self.label(win, d, "hat")
             bx, by = self.to_img(0, -0.72)
-            cv.fill(win, sd_box(win, bx, by, 0.84 * F, 0.08 * F, self.roll, 0.0), V.clothing2)
-            cv.fill(win, sd_ellipse(win, *self.to_img(0, -0.62), 1.75 * F, 0.2 * F, self.roll), col * 0.9)
+            d = sd_box(win, bx, by, 0.84 * F, 0.08 * F, self.roll, 0.0)
+            cv.fill(win, d, V.clothing2)
+            self.label(win, d, "hat")
+            d = sd_ellipse(win, *self.to_img(0, -0.62), 1.75 * F, 0.2 * F, self.roll)
+            cv.fill(win, d, col * 0.9)
+            self.label(win, d, "hat")
 
     def glasses(self) -> None:
         I, V, F, cv = self.I, self.V, self.F, self.cv
@@ -897,6 +979,7 @@ class _Painter:
                 d = sd_ellipse(win, x, y, rx, ry * 0.9, ang)
             if V.sunglasses:
                 cv.fill(win, d, (0.06, 0.07, 0.08), opacity=0.9)
+                self.label(win, d, "glasses")
             else:
                 cv.fill(win, d, (0.85, 0.92, 1.0), opacity=0.1)
             cv.fill(
@@ -906,14 +989,18 @@ class _Painter:
                 soft=0.1 * F,
                 opacity=0.25,
             )
-            cv.fill(win, np.abs(d) - (th * 0.5), col)
+            frame = np.abs(d) - (th * 0.5)
+            cv.fill(win, frame, col)
+            self.label(win, frame, "glasses")
         (_, x0, y0, r0, _), (_, x1, y1, r1, _) = lenses
         # bridge and temple arms
         ax, ay = x0 + r0 * math.cos(self.roll), y0 + r0 * math.sin(self.roll)
         bx, by = x1 - r1 * math.cos(self.roll), y1 - r1 * math.sin(self.roll)
         win = cv.window(min(ax, bx), min(ay, by) - 0.1 * F, max(ax, bx), max(ay, by))
         if win is not None:
-            cv.fill(win, sd_capsule(win, ax, ay - 0.05 * F, bx, by - 0.05 * F, th * 0.5), col)
+            d = sd_capsule(win, ax, ay - 0.05 * F, bx, by - 0.05 * F, th * 0.5)
+            cv.fill(win, d, col)
+            self.label(win, d, "glasses")
         for side, x, y, rx, _ in lenses:
             if side in self._ear_pos:
                 ex, ey, erx, _, vis = self._ear_pos[side]
@@ -921,7 +1008,9 @@ class _Painter:
                 sy0 = y + side * rx * math.sin(self.roll)
                 win = cv.window(min(sx0, ex), min(sy0, ey) - th, max(sx0, ex), max(sy0, ey) + th)
                 if win is not None and vis > 0.4:
-                    cv.fill(win, sd_capsule(win, sx0, sy0, ex, ey - 0.3 * F, th * 0.5), col)
+                    d = sd_capsule(win, sx0, sy0, ex, ey - 0.3 * F, th * 0.5)
+                    cv.fill(win, d, col)
+                    self.label(win, d, "glasses")
 
     def earrings(self) -> None:
         V, F, cv = self.V, self.F, self.cv
@@ -954,6 +1043,7 @@ class _Painter:
                 a = cv.fill(win, d, col)
                 cv.fill(win, sd_circle(win, lx - 0.3 * r, ly + 0.26 * F - 0.3 * r, 0.3 * r), light)
             cv.fill(win, np.maximum(np.abs(d) - 0.5, -d - 1.5), dark, opacity=0.5)
+            self.label(win, d, "earring")
             bx = self.box(win, a, 0.3)
             if bx is not None:
                 self.rare["earrings"].append(bx)
@@ -986,10 +1076,14 @@ class _Painter:
         tx0, ty0 = px - side * 0.3 * F, py + 0.05 * F
         parts.append(sd_capsule(win, tx0, ty0, tx0 - side * 0.25 * F, ty0 - 0.3 * F, 0.085 * F))
         alpha = None
+        inside = None
         for d in parts:
-            cv.fill(win, d - (0.6 * self.ss), edge)
+            d_edge = d - (0.6 * self.ss)
+            cv.fill(win, d_edge, edge)
             a = cv.fill(win, d, skin)
             alpha = a if alpha is None else np.maximum(alpha, a)
+            if self.layers is not None:  # the hand with its dark outline
+                inside = d_edge <= 0.0 if inside is None else inside | (d_edge <= 0.0)
         # nails and knuckle creases
         for k in range(4):
             off = (k - 1.5) * 0.17 * F
@@ -1012,6 +1106,7 @@ class _Painter:
                 opacity=0.6,
             )
         self.person(win, alpha)
+        self.label_mask(win, inside, "hand")
         bx = self.box(win, alpha, 0.3)
         if bx is not None:
             self.rare["hand"].append(bx)
@@ -1029,6 +1124,7 @@ class _Painter:
             return
         body = sd_box(win, cx, cy, hw, hh, ang, 0.08 * F)
         alpha = cv.fill(win, body, V.phone_color)
+        self.label(win, body, "object")
         cv.fill(win, np.abs(body) - (0.5 * self.ss), _scale(V.phone_color, 0.4))
         ca, sa = math.cos(ang), math.sin(ang)
         # camera block with two lenses and a flash: the high-frequency part
@@ -1046,8 +1142,10 @@ class _Painter:
             t = (k - 0.5) * 0.28 * F
             ex, ey = cx + side * hw * ca - t * sa, cy + side * hw * sa + t * ca
             d = sd_capsule(win, ex + side * 0.05 * F, ey, ex - side * 0.1 * F, ey, 0.07 * F)
-            cv.fill(win, d - (0.5 * self.ss), skin * 0.6)
+            d_edge = d - (0.5 * self.ss)
+            cv.fill(win, d_edge, skin * 0.6)
             alpha = np.maximum(alpha, cv.fill(win, d, skin))
+            self.label(win, d_edge, "hand")
         self.person(win, alpha)
         bx = self.box(win, alpha, 0.3)
         if bx is not None:
@@ -1065,11 +1163,15 @@ class _Painter:
         if win is None:
             return
         arm = sd_capsule(win, ax, ay, bx, by, 0.26 * F)
-        cv.fill(win, arm - (0.6 * self.ss), skin * 0.62)
+        arm_edge = arm - (0.6 * self.ss)
+        cv.fill(win, arm_edge, skin * 0.62)
         alpha = cv.fill(win, arm, skin)
         fist = sd_ellipse(win, bx, by - 0.1 * F, 0.34 * F, 0.3 * F, math.atan2(by - ay, bx - ax))
-        cv.fill(win, fist - (0.6 * self.ss), skin * 0.62)
+        fist_edge = fist - (0.6 * self.ss)
+        cv.fill(win, fist_edge, skin * 0.62)
         alpha = np.maximum(alpha, cv.fill(win, fist, skin))
+        if self.layers is not None:
+            self.label_mask(win, (arm_edge <= 0.0) | (fist_edge <= 0.0), "hand")
         dx, dy = bx - ax, by - ay
         ln = math.hypot(dx, dy)
         ux, uy = dx / ln, dy / ln
@@ -1084,6 +1186,8 @@ class _Painter:
         cv.fill(win, strap, _scale(V.watch_color, 0.5) if V.watch_color[0] > 0.5 else (0.25, 0.15, 0.08))
         case = sd_circle(win, wx, wy, 0.17 * F)
         cv.fill(win, case, V.watch_color)
+        if self.layers is not None:
+            self.label_mask(win, (strap <= 0.0) | (case <= 0.0), "object")
         cv.fill(win, case + (0.035 * F), (0.96, 0.96, 0.93))
         for t in range(12):
             th = t * math.pi / 6
@@ -1144,9 +1248,14 @@ def _ell(xr: np.ndarray, yr: np.ndarray, rx: float, ry: float) -> np.ndarray:
     return (q - 1.0) / g
 
 
-def render(ident: Identity, var: Variation, size: int, supersample: int = 2) -> RenderResult:
-    """Paint ``ident`` in photograph ``var`` at ``size`` x ``size`` pixels (RGB uint8)."""
-    p = _Painter(ident, var, size, supersample)
+def render(
+    ident: Identity, var: Variation, size: int, supersample: int = 2, parsing: bool = False
+) -> RenderResult:
+    """Paint ``ident`` in photograph ``var`` at ``size`` x ``size`` pixels (RGB uint8).
+
+    ``parsing=True`` also makes the per-pixel class map (:mod:`~egain.data.synthfaces.parsing`);
+    it never changes the picture."""
+    p = _Painter(ident, var, size, supersample, parsing)
     p.background()
     if var.text_marks:
         p.text_marks()
@@ -1173,7 +1282,10 @@ def render(ident: Identity, var: Variation, size: int, supersample: int = 2) -> 
     lit = p.lighting(small)
     lit *= 255.0
     lit += 0.5
-    np.clip(lit, 0.0, 255.0, out=lit)
+    clip(lit, 0.0, 255.0, out=lit)
     img = np.ascontiguousarray(lit.astype(np.uint8).transpose(1, 2, 0))
     lm = {k: [round(float(c), 2) for c in v] for k, v in p.landmarks.items()}
-    return RenderResult(image=img, rare=p.rare, landmarks=lm, face_box=p.face_box)
+    labels = None
+    if p.layers is not None:
+        labels = downsample_labels(p.layers, np.array(p.layer_class, dtype=np.uint8), supersample)
+    return RenderResult(image=img, rare=p.rare, landmarks=lm, face_box=p.face_box, parsing=labels)
