@@ -22,7 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("egain.cli.checkpoint", "convert checkpoints to a format egain loads safely"),
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
+    "directions": ("egain.cli.directions", "learn and list latent edit directions (InterFaceGAN, GANSpace, SeFa)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
+    "edit": ("egain.cli.edit", "edit images with a method and directions; grid of strengths; evaluate edits"),
     "evaluate": ("egain.cli.evaluate", "score reconstructions against sources (SSIM, SCC, VIF, ID, ...)"),
     "faces": (
         "egain.cli.faces",
