@@ -22,10 +22,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("egain.cli.checkpoint", "convert checkpoints to a format egain loads safely"),
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
-    "directions": ("egain.cli.directions", "learn and list latent edit directions (InterFaceGAN, GANSpace, SeFa)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
-    "edit": ("egain.cli.edit", "edit images with a method and directions; grid of strengths; evaluate edits"),
+    "edit": (
+        "egain.cli.edit",
+        "edit images with a method along directions: edited images and a grid of strengths",
+    ),
+    "directions": (
+        "egain.cli.directions",
+        "learn and list latent edit directions (InterFaceGAN, GANSpace, SeFa)",
+    ),
     "evaluate": ("egain.cli.evaluate", "score reconstructions against sources (SSIM, SCC, VIF, ID, ...)"),
+    "evaluate-edits": ("egain.cli.evaluate_edits", "score methods' edits against synthfaces ground truth"),
     "faces": (
         "egain.cli.faces",
         "face-embedding networks (ArcFace / MagFace) and the attribute classifier: train, evaluate",
