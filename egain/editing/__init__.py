@@ -10,11 +10,10 @@ from egain.editing.directions import (
     EditSet,
     apply_edit,
     latent_offset,
-    load_direction,
     parse_direction_specs,
     save_direction,
 )
-from egain.editing.published import GANSPACE_FFHQ_EDITS, ganspace_edit, load_direction_file
+from egain.editing.published import GANSPACE_FFHQ_EDITS, ganspace_edit, load_direction, load_direction_file
 
 __all__ = [
     "GANSPACE_FFHQ_EDITS",

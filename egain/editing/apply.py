@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from egain.editing.directions import Direction, DirectionLike, EditSet, load_direction, parse_direction_specs
+from egain.editing.directions import Direction, DirectionLike, EditSet, parse_direction_specs
+from egain.editing.published import load_direction
 from egain.errors import InputError
 
 

@@ -275,42 +275,6 @@ def direction_sets(fingerprint: str | None = None) -> list[tuple[Path, dict]]:
     return out
 
 
-def load_direction(
-    spec: str | os.PathLike | Direction, generator: torch.nn.Module | None = None
-) -> Direction:
-    """A direction from a file (ours, or a published layout: see :mod:`egain.editing.published`)
-    or by name from the direction set learnt for ``generator`` (``smile``, ``ganspace_3``, ...).
-
-    ``NAME`` also accepts ``SET/NAME`` to pick a set folder by name.
-    """
-    if isinstance(spec, Direction):
-        return spec
-    text = str(spec)
-    path = Path(text)
-    if path.suffix in (".pt", ".pth", ".npy", ".safetensors") or path.is_file():
-        from egain.editing.published import load_direction_file
-
-        return load_direction_file(path)
-    set_name, _, name = text.rpartition("/")
-    fp = generator_fingerprint(generator) if generator is not None else None
-    sets = direction_sets(fp)
-    if set_name:
-        sets = [(f, m) for f, m in direction_sets() if f.name == set_name]
-    for folder, _ in sets:
-        f = folder / f"{name}.pt"
-        if f.is_file():
-            from egain.editing.published import load_direction_file
-
-            return load_direction_file(f)
-    known = sorted({p.stem for folder, _ in sets for p in folder.glob("*.pt")})
-    if not sets:
-        raise InputError(
-            f"no learnt directions for this generator (looked in {', '.join(str(d) for d in direction_dirs())}); "
-            "learn them with 'egain directions learn' or pass a direction file"
-        )
-    raise InputError(f"no direction named '{name}' for this generator; known: {', '.join(known) or 'none'}")
-
-
 def parse_direction_specs(specs: Sequence[str]) -> list[tuple[str, float]]:
     """``["smile", "age*0.5"]`` -> [("smile", 1.0), ("age", 0.5)]: several directions at once."""
     out = []

@@ -11,7 +11,7 @@ attribute is toggled when the edit crosses p = 0.5). Each method's edit is score
 * against the source: ID similarity (identity preservation), and the change *outside the
   attribute's region* -- mean |edited - reconstruction| outside it, i.e. what the edit changed that
   it should not have. The region is a proxy built from the label landmarks and face box (mouth box
-  for smile, eye band for eyes/glasses, face box for age/beard, enlarged head box for yaw/hat);
+  and eye band for smile, whose rendering narrows the eyes too, eye band for eyes/glasses, face box for age/beard, enlarged head box for yaw/hat);
   synthfaces parsing maps are not in this tree;
 * by the classifier: the attribute's change and the mean |change| of the other attributes
   (regressions divided by their label scale, e.g. age by 13 years; binary as probabilities).
@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from egain.editing.apply import has_ada, method_edit
-from egain.editing.directions import DirectionLike, load_direction
+from egain.editing.directions import DirectionLike
+from egain.editing.published import load_direction
 from egain.errors import InputError
 
 #: attributes with a ground-truth re-rendering rule: (label field, lower, upper) for regressions
@@ -91,11 +92,12 @@ def region_mask(labels: Mapping[str, Any], attribute: str, size: int) -> torch.T
         c, d = max(0, int(math.floor(cy - hh))), min(size, int(math.ceil(cy + hh)))
         m[:, c:d, a:b] = 1
 
-    if attribute == "smile":
+    (lx, ly), (rx, ry) = lm["left_eye"], lm["right_eye"]
+    if attribute == "smile":  # the renderer's smile also narrows the eyes
         mx, my = lm["mouth"]
         box(mx, my, 0.35 * fw, 0.18 * fh)
+        box((lx + rx) / 2, (ly + ry) / 2, abs(rx - lx) / 2 + 0.3 * fw, 0.14 * fh)
     elif attribute in ("eyes_open", "glasses"):
-        (lx, ly), (rx, ry) = lm["left_eye"], lm["right_eye"]
         box((lx + rx) / 2, (ly + ry) / 2, abs(rx - lx) / 2 + 0.3 * fw, 0.14 * fh)
     elif attribute in ("age", "beard"):
         box((x0 + x1) / 2, (y0 + y1) / 2, 0.6 * fw, 0.6 * fh)

@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from egain.editing.directions import DIRECTION_FORMAT, Direction
+from egain.editing.directions import (
+    DIRECTION_FORMAT,
+    Direction,
+    direction_dirs,
+    direction_sets,
+    generator_fingerprint,
+)
 from egain.errors import CheckpointError, InputError
 
 #: GANSpace's named FFHQ edits (component, start, end exclusive, target strength); HFGI's
@@ -156,3 +162,35 @@ def ganspace_edit(path: str | os.PathLike, edit: str | tuple[int, int, int, floa
         default_strength=float(strength),
         meta={"source": "GANSpace", "file": str(path), "component": comp},
     )
+
+
+def load_direction(
+    spec: str | os.PathLike | Direction, generator: torch.nn.Module | None = None
+) -> Direction:
+    """A direction from a file (ours, or a published layout: see :mod:`egain.editing.published`)
+    or by name from the direction set learnt for ``generator`` (``smile``, ``ganspace_3``, ...).
+
+    ``NAME`` also accepts ``SET/NAME`` to pick a set folder by name.
+    """
+    if isinstance(spec, Direction):
+        return spec
+    text = str(spec)
+    path = Path(text)
+    if path.suffix in (".pt", ".pth", ".npy", ".safetensors") or path.is_file():
+        return load_direction_file(path)
+    set_name, _, name = text.rpartition("/")
+    fp = generator_fingerprint(generator) if generator is not None else None
+    sets = direction_sets(fp)
+    if set_name:
+        sets = [(f, m) for f, m in direction_sets() if f.name == set_name]
+    for folder, _ in sets:
+        f = folder / f"{name}.pt"
+        if f.is_file():
+            return load_direction_file(f)
+    known = sorted({p.stem for folder, _ in sets for p in folder.glob("*.pt")})
+    if not sets:
+        raise InputError(
+            f"no learnt directions for this generator (looked in {', '.join(str(d) for d in direction_dirs())}); "
+            "learn them with 'egain directions learn' or pass a direction file"
+        )
+    raise InputError(f"no direction named '{name}' for this generator; known: {', '.join(known) or 'none'}")
