@@ -27,7 +27,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("egain.cli.compare", "compare the bundled methods on the synthfaces evaluation sets"),
     "data": ("egain.cli.data", "make datasets (synthfaces)"),
     "demo": ("egain.cli.demo", "invert the bundled examples with the bundled models and report"),
+    "edit": (
+        "egain.cli.edit",
+        "edit images with a method along directions: edited images and a grid of strengths",
+    ),
+    "directions": (
+        "egain.cli.directions",
+        "learn and list latent edit directions (InterFaceGAN, GANSpace, SeFa)",
+    ),
     "evaluate": ("egain.cli.evaluate", "score reconstructions against sources (SSIM, SCC, VIF, ID, ...)"),
+    "evaluate-edits": ("egain.cli.evaluate_edits", "score methods' edits against synthfaces ground truth"),
     "faces": (
         "egain.cli.faces",
         "face-embedding networks (ArcFace / MagFace) and the attribute classifier: train, evaluate",

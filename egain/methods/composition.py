@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from egain.editing.directions import DirectionLike, latent_offset
 from egain.encoders.ada import ResidualAligner, random_perspective
 from egain.encoders.delta import ConsultationEncoder, DeltaCNN, LatentDeltaEncoder
 from egain.encoders.e4e import E4EEncoder, LatentCodesDiscriminator
@@ -483,31 +484,34 @@ class EGAINMethod(InversionMethod):
         return Inversion(r.latents, plain(r.reconstruction), plain(extras))
 
     @torch.no_grad()
-    def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        """Shift the latent by ``strength * direction`` and re-synthesise with this method's fusion.
+    def edit(
+        self, inversion: Inversion, direction: DirectionLike, strength: float = 1.0, *, ada: bool = True
+    ) -> torch.Tensor:
+        """Edit the basic code w_b and re-synthesise with this method's fusion (HFGI's rule).
 
-        Internal fusion (HFGI/egain): the basic code w_b is edited, the stored Deltas are (for HFGI)
-        re-aligned by ADA to the edited low-fidelity image, then fused into G. External fusion: the
-        fused code is edited directly. ``direction``: (style_dim,) or (n_latent, style_dim).
+        ``direction``: a tensor ((D,), (L, D)), a :class:`~egain.editing.Direction` (with its
+        published strength semantics) or an :class:`~egain.editing.EditSet` (several at once).
+        Internal fusion (HFGI/egain): w_b + offset gives the edited low-fidelity image; each
+        stored Delta is re-aligned to it by ADA (``ada=False`` fuses the unaligned Delta, which
+        shows what ADA is for; methods without ADA, such as egain, fuse the stored Delta either
+        way) and fused into G. External fusion (egain-external): the edited w_b is re-fused with the
+        delta latents. Methods without a delta branch (e4e) render w_b + offset. At strength 0 the
+        result equals the reconstruction (``latent_offset`` is zero, ADA sees the unedited y0).
         """
         self.eval()
-        direction = direction.to(self.device, torch.float32)
-        if direction.ndim == 1:
-            direction = direction.view(1, 1, -1)
-        elif direction.ndim == 2:
-            direction = direction.unsqueeze(0)
-        if self.fusion_type == "external" or not self.has_delta_branch:
-            return self.to_input_size(
-                self.synthesize(inversion.latents.to(self.device) + strength * direction)
-            )
-        w_edit = inversion.extras["basic_latents"].to(self.device) + strength * direction
-        y0 = self.synthesize(w_edit)
-        target = self.delta_calculator.match(y0, (self.input_size, self.input_size))
-        fusion = None
+        w_b = inversion.extras.get("basic_latents", inversion.latents).to(self.device)
+        w_edit = w_b + latent_offset(w_b, direction, strength)
+        if not self.has_delta_branch:
+            return plain(self.to_input_size(self.synthesize(w_edit)))
+        y_full = self.synthesize(w_edit)
+        w, fusion = w_edit, None
         for delta in inversion.extras.get("deltas", [inversion.extras["delta"]]):
-            delta_in = self._align(delta.to(self.device), target, None)
-            _, fusion = self._fuse(w_edit, fusion, delta_in)
-        return plain(self.to_input_size(self.synthesize(w_edit, fusion)))
+            target = self.delta_calculator.match(y_full, (self.input_size, self.input_size))
+            delta = delta.to(self.device)
+            delta_in = self._align(delta, target, None) if ada else delta
+            w, fusion = self._fuse(w, fusion, delta_in)
+            y_full = self.synthesize(w if self.fusion_type == "external" else w_edit, fusion)
+        return plain(self.to_input_size(y_full))
 
     # -- training (seeds/000 Eq. 1 with e4e's and HFGI's terms) -----------------------------------
     #

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from egain.editing.directions import DirectionLike, apply_edit
 from egain.encoders.dse import NOISE_MODES, DSEEncoder, published_to_ours
 from egain.errors import CheckpointError, EgainError
 from egain.losses.dse import DSE_MU, DSE_WEIGHTS, latent_loss, tsa_image_loss
@@ -252,10 +253,11 @@ class DSE(InversionMethod):
         return best[1], best[2], torch.tensor(best[0])
 
     @torch.no_grad()
-    def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        return self.synthesize(
-            inversion.latents.to(self.device) + strength * direction.to(self.device)
-        ).contiguous()
+    @torch.no_grad()
+    def edit(self, inversion: Inversion, direction: DirectionLike, strength: float = 1.0) -> torch.Tensor:
+        """G(w + alpha d) on every row (DSE's ``embeded_img_edit.py``)."""
+        w = inversion.latents.to(self.device)
+        return self.synthesize(apply_edit(w, direction, strength)).contiguous()
 
     # -- training ---------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from egain.editing.directions import DirectionLike, latent_offset, restrict_rows
 from egain.encoders.e2style import POOL_CODE, POOL_PAPER, E2StyleEncoder, row_split
 from egain.errors import CheckpointError, EgainError
 from egain.losses.multilayer import MultiLayerIDLoss, MultiLayerParsingLoss, load_parsing_net
@@ -269,10 +270,17 @@ class E2Style(InversionMethod):
         extras = {"stage_latents": codes[:-1], "stage_reconstructions": [r.contiguous() for r in recs[:-1]]}
         return Inversion(codes[-1], recs[-1].contiguous(), extras)
 
+    #: E2Style's editing code adds a direction to W+ rows 0-7 only (the 4-32 px layers); the same
+    #: rows by resolution in a smaller generator are rows 0..min(8, n_latent)-1
+    edit_rows = 8
+
     @torch.no_grad()
-    def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        w = inversion.latents.to(self.device) + strength * direction.to(self.device)
-        return self.pool(self.synthesize(w)).contiguous()
+    def edit(self, inversion: Inversion, direction: DirectionLike, strength: float = 1.0) -> torch.Tensor:
+        """G(w + offset) with the offset kept on rows 0-7 only, as E2Style's editing script does."""
+        w = inversion.latents.to(self.device)
+        off = latent_offset(w, direction, strength)
+        off = restrict_rows(off, range(min(self.edit_rows, w.shape[1])))
+        return self.pool(self.synthesize(w + off)).contiguous()
 
     # -- published weights ----------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """``egain-external``: EGAIN with external fusion (seeds/000, the latent-fusion scheme).
 
 The delta encoder maps Delta0 to a latent w_d, and a compact per-layer fusion combines w_b and w_d
-into the code given to the generator; editing acts on that fused code.
+into the code given to the generator; editing acts on w_b, which is then re-fused with the delta latent.
 """
 
 from __future__ import annotations

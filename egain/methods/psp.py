@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from egain.editing.directions import DirectionLike, apply_edit
 from egain.encoders.psp import GradualStyleEncoder, IntoWEncoder
 from egain.errors import CheckpointError, EgainError
 from egain.losses.latent import avg_reg
@@ -174,16 +175,12 @@ class StyleEncoderMethod(InversionMethod):
         return self
 
     @torch.no_grad()
-    def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
-        """G(w + strength * direction) at the input size; ``direction`` (D,) or (n_latent, D)."""
+    def edit(self, inversion: Inversion, direction: DirectionLike, strength: float = 1.0) -> torch.Tensor:
+        """G(w + offset) at the input size: pSp and ReStyle add the direction to the (last
+        iteration's) W+ code on every row (``latent_offset`` gives a Direction's semantics)."""
         self.eval()
-        direction = direction.to(self.device, torch.float32)
-        if direction.ndim == 1:
-            direction = direction.view(1, 1, -1)
-        elif direction.ndim == 2:
-            direction = direction.unsqueeze(0)
-        w = inversion.latents.to(self.device) + strength * direction
-        return plain(self.to_input_size(self.synthesize(w)))
+        w = inversion.latents.to(self.device)
+        return plain(self.to_input_size(self.synthesize(apply_edit(w, direction, strength))))
 
     # -- training --------------------------------------------------------------------------------
 

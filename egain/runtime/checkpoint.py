@@ -294,8 +294,12 @@ def load_checkpoint(
     what: str = "checkpoint",
     required_keys: Iterable[str] = (),
     trust: bool | None = None,
+    allow_tensor: bool = False,
 ) -> dict:
     """Load a checkpoint dict (``.pt``/``.pth`` or ``.safetensors``) without running code from it.
+
+    ``allow_tensor=True`` also accepts a file holding one bare tensor (the e4e/HFGI edit directions
+    ``age.pt``), returned as ``{"tensor": t}``.
 
     ``trust=True`` (or ``EGAIN_TRUST_CHECKPOINTS=1``) unpickles fully, which runs whatever code the
     file names: only for files you trust. Every failure is one :class:`CheckpointError` line.
@@ -339,6 +343,8 @@ def load_checkpoint(
             raise CheckpointError(
                 f"{what} '{path}' is corrupt or not a PyTorch file ({_short(exc)})"
             ) from None
+    if allow_tensor and isinstance(obj, torch.Tensor):
+        obj = {"tensor": obj}
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} '{path}' holds a {type(obj).__name__}; expected a dict of weights")
     missing = [k for k in required_keys if k not in obj]
