@@ -5,6 +5,11 @@
 #
 #   data -> gan-swagan, gan-stylegan2, faces-arcface, faces-magface (independent)
 #        -> e4e-stylegan2, e4e-swagan -> hfgi-stylegan2, egain-swagan, egain-external-swagan
+#        -> psp-stylegan2, restyle-psp-stylegan2, restyle-e4e-stylegan2, e2style-s1-stylegan2
+#           -> e2style-stylegan2 (stage 2 on the frozen stage 1), dse-stylegan2, dse-swagan
+#   (the encoder family gets the e4e budget, 6000 steps at batch 8, so the comparison is fair)
+#   faces-arcface / faces-cosface as bundled now come from scripts/gpu_world.sh (one H200); the
+#   CPU stages below are the recipe for a machine without one.
 #
 #   bash scripts/train_zoo.sh STAGE        # run one stage (resumes)
 #   bash scripts/train_zoo.sh add STAGE    # copy a finished stage into egain/zoo/weights with its manifest
@@ -32,14 +37,15 @@ faces() {  # faces LOSS
     --batch 64 --eval-every 500 --seed 0 --resume auto
 }
 
-inversion() {  # inversion METHOD ARCH ITERS [extra args]
-  local method=$1 arch=$2 iters=$3
-  shift 3
+inversion() {  # inversion RUN_NAME METHOD ARCH ITERS [extra args]: run folder RUNS/RUN_NAME-ARCH-64
+  local run=$1 method=$2 arch=$3 iters=$4
+  shift 4
   egain train --method "$method" --generator "$ZOO/gan-$arch-64.pt" --data "$TRAIN" \
-    --out "$RUNS/$method-$arch-64" --iters "$iters" --batch 8 --seed 0 \
-    --id-net synthfaces-arcface --progressive-start 300 --progressive-every 100 \
+    --out "$RUNS/$run-$arch-64" --iters "$iters" --batch 8 --seed 0 \
     --ckpt-every 100 --val-every 250 --resume auto "$@"
 }
+PROGRESSIVE=(--progressive-start 300 --progressive-every 100)
+ID=(--id-net synthfaces-arcface)
 
 stage() {
   case "$1" in
@@ -51,12 +57,24 @@ stage() {
     faces-arcface) faces arcface ;;
     faces-magface) faces magface ;;
     # basic encoders: 6000 steps (~37 min on one core); the delta methods start from them: 3000
-    e4e-stylegan2) inversion e4e stylegan2 "${E4E_ITERS:-6000}" ;;
-    e4e-swagan) inversion e4e swagan "${E4E_ITERS:-6000}" ;;
-    hfgi-stylegan2) inversion hfgi stylegan2 "${INV_ITERS:-3000}" --basic-encoder "$ZOO/e4e-stylegan2-64.pt" ;;
-    egain-swagan) inversion egain swagan "${INV_ITERS:-3000}" --basic-encoder "$ZOO/e4e-swagan-64.pt" ;;
-    egain-external-swagan)
-      inversion egain-external swagan "${INV_ITERS:-3000}" --basic-encoder "$ZOO/e4e-swagan-64.pt" ;;
+    e4e-stylegan2) inversion e4e e4e stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" "${PROGRESSIVE[@]}" ;;
+    e4e-swagan) inversion e4e e4e swagan "${E4E_ITERS:-6000}" "${ID[@]}" "${PROGRESSIVE[@]}" ;;
+    hfgi-stylegan2) inversion hfgi hfgi stylegan2 "${INV_ITERS:-3000}" "${ID[@]}" "${PROGRESSIVE[@]}" \
+      --basic-encoder "$ZOO/e4e-stylegan2-64.pt" ;;
+    egain-swagan) inversion egain egain swagan "${INV_ITERS:-3000}" "${ID[@]}" "${PROGRESSIVE[@]}" \
+      --basic-encoder "$ZOO/e4e-swagan-64.pt" ;;
+    egain-external-swagan) inversion egain-external egain-external swagan "${INV_ITERS:-3000}" "${ID[@]}" \
+      "${PROGRESSIVE[@]}" --basic-encoder "$ZOO/e4e-swagan-64.pt" ;;
+    # the encoder family (issue 14): e4e's budget each
+    psp-stylegan2) inversion psp psp stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" ;;
+    restyle-psp-stylegan2) inversion restyle-psp restyle-psp stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" --iterations 5 ;;
+    restyle-e4e-stylegan2) inversion restyle-e4e restyle-e4e stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" \
+      --iterations 5 "${PROGRESSIVE[@]}" ;;
+    e2style-s1-stylegan2) inversion e2style-s1 e2style stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" --stages 1 ;;
+    e2style-stylegan2) inversion e2style e2style stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" --stages 2 \
+      --stage-checkpoint "$RUNS/e2style-s1-stylegan2-64/model.pt" ;;
+    dse-stylegan2) inversion dse dse stylegan2 "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net synthfaces-arcface ;;
+    dse-swagan) inversion dse dse swagan "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net synthfaces-arcface ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }

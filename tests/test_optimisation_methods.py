@@ -127,7 +127,7 @@ def test_batch_equals_one_at_a_time(name, gen, images):
     batch = m.invert(images)
     for i in range(images.shape[0]):
         alone = m.invert(images[i : i + 1])
-        torch.testing.assert_close(batch.latents[i : i + 1], alone.latents, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(batch.latents[i : i + 1], alone.latents, atol=1e-4, rtol=1e-3)
         torch.testing.assert_close(
             batch.reconstruction[i : i + 1], alone.reconstruction, atol=1e-4, rtol=1e-4
         )

@@ -107,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     set_command(["egain", *argv])
 
-    from egain.runtime.checkpoint import trust_checkpoints
-
     try:
-        with trust_checkpoints(True) if args.trust_checkpoints else contextlib.nullcontext():
+        with _trust(args.trust_checkpoints):
             code = func(args)
     except EgainError as exc:
         if os.environ.get("EGAIN_DEBUG") == "1":
@@ -121,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"egain {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _trust(enabled: bool) -> contextlib.AbstractContextManager:
+    """``--trust-checkpoints``; imported only when asked, so commands without torch stay light."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from egain.runtime.checkpoint import trust_checkpoints
+
+    return trust_checkpoints(True)
 
 
 if __name__ == "__main__":

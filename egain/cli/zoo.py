@@ -27,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how to store the weights in the zoo (default: as the --weights file is)",
     )
     pa.add_argument("--run-info", required=True, help="the run.json written by the trainer")
-    pa.add_argument("--kind", required=True, choices=["generator", "face-embedder", "method"])
+    pa.add_argument(
+        "--kind",
+        required=True,
+        choices=["generator", "face-embedder", "method", "attribute-classifier", "face-parser"],
+    )
     pa.add_argument("--scores", help="JSON file of scores to record")
     pa.add_argument("--notes", default="")
     pa.add_argument(
