@@ -183,7 +183,7 @@ def uses_bundled(args: argparse.Namespace) -> bool:
     return all(Path(p).resolve().is_relative_to(WEIGHTS_DIR) for p in given)
 
 
-def warn_unlike_synthfaces(files: list[Path], device) -> int:
+def warn_unlike_synthfaces(files: list[Path], device, command: str = "invert") -> int:
     """Warn (stderr, one line per picture plus the advice) about inputs unlike synthfaces."""
     import torch
 
@@ -198,14 +198,14 @@ def warn_unlike_synthfaces(files: list[Path], device) -> int:
         flagged += [(f, s) for f, s in zip(chunk, scores, strict=True) if s.unlike_synthfaces]
     for f, s in flagged[:5]:
         print(
-            f"egain invert: warning: '{f.name}' does not look like a synthfaces image "
+            f"egain {command}: warning: '{f.name}' does not look like a synthfaces image "
             f"(domain score {s.score:.1f} > {THRESHOLD})",
             file=sys.stderr,
         )
     if len(flagged) > 5:
-        print(f"egain invert: warning: ... and {len(flagged) - 5} more such image(s)", file=sys.stderr)
+        print(f"egain {command}: warning: ... and {len(flagged) - 5} more such image(s)", file=sys.stderr)
     if flagged:
-        print(f"egain invert: warning: {ADVICE}", file=sys.stderr)
+        print(f"egain {command}: warning: {ADVICE}", file=sys.stderr)
     return len(flagged)
 
 
