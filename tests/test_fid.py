@@ -56,6 +56,7 @@ def test_cli_gan_fid_end_to_end(tmp_path):
         "6",
     ]
     args += ["--batch", "4", "--features", str(tmp_path / "emb.pt"), "--json", str(tmp_path / "fid.json")]
+    args += ["--allow-few"]  # 6 images: refused without it (tests/test_align_domain.py)
     assert main(args) == 0
     result = json.loads((tmp_path / "fid.json").read_text())
     assert result["n"] == 6 and np.isfinite(result["fid"]) and result["fid"] >= 0

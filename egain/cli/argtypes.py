@@ -30,3 +30,21 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def checkpoint_path(text: str) -> str:
+    """A checkpoint argument: a path, or ``zoo:NAME`` for a bundled weight file (resolved here).
+
+    Resolving at parse time means every command accepts ``zoo:NAME`` the same way and an unknown
+    name is one usage line listing the bundled names; a missing *path* is left to the loader, whose
+    message says what the file should be.
+    """
+    if text.startswith("zoo:"):
+        from egain.errors import CheckpointError
+        from egain.zoo import bundled_path
+
+        try:
+            return str(bundled_path(text[4:]))
+        except CheckpointError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

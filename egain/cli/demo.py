@@ -42,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
         args.out, args.methods, device=args.device, inputs=args.input, batch_size=args.batch_size
     )
     print(result.table)
+    if args.input:  # the bundled models on the user's pictures: say when they are unlike synthfaces
+        from egain.cli.invert import warn_unlike_synthfaces
+        from egain.utils.device import resolve_device
+        from egain.utils.images import list_images
+
+        warn_unlike_synthfaces(list_images(args.input), resolve_device(args.device), command="demo")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
-from egain.cli.argtypes import positive_int
+from egain.cli.argtypes import checkpoint_path, positive_int
 from egain.errors import EgainError
 
 
@@ -114,6 +115,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         "once this many minutes have passed since the trainer started",
     )
     r.add_argument("--export", default=None, help="also write the final EMA generator here")
+    from egain import presets
+
+    presets.add_argument(p, "gan-train")
     p.set_defaults(func=_train)
 
 
@@ -123,7 +127,12 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
         help="draw a grid of samples from a generator or training checkpoint",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="generator.pt, checkpoint.pt or a rosinality .pt")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=checkpoint_path,
+        help="generator.pt, checkpoint.pt, a rosinality .pt or zoo:NAME",
+    )
     p.add_argument("--n", type=positive_int, default=16, help="number of samples")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--out-dir", default=None, help="also write each sample as its own PNG here")
@@ -137,9 +146,12 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from egain import presets
     from egain.training.gan import GanTrainConfig, train_gan
     from egain.utils.paths import check_output_dir, check_output_file
 
+    if applied := presets.apply(args):
+        print(f"preset {args.preset}: " + ", ".join(f"{k}={v}" for k, v in applied.items()))
     check_output_dir(args.out, "run folder")
     if args.export:
         check_output_file(args.export, "--export")
@@ -255,7 +267,10 @@ def _register_fid(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--checkpoint", required=True, help="generator (ours, a gan-train checkpoint, or rosinality)"
+        "--checkpoint",
+        required=True,
+        type=checkpoint_path,
+        help="generator (ours, a gan-train checkpoint, rosinality) or zoo:NAME",
     )
     p.add_argument("--data", required=True, help="folder of real images")
     p.add_argument("--n", type=positive_int, default=5000, help="samples and real images used (default 5000)")
@@ -271,7 +286,18 @@ def _register_fid(sub: argparse._SubParsersAction) -> None:
         "would get with this many images (sampling noise floor), to read the FID against",
     )
     p.add_argument("--json", help="also write the result as JSON here")
+    p.add_argument(
+        "--allow-few",
+        action="store_true",
+        help=f"compute an FID from fewer than {MIN_FID_IMAGES} images (its bias is then large)",
+    )
     p.set_defaults(func=_fid)
+
+
+#: below this many images an FID is refused (the covariances are too poorly estimated to mean anything)
+MIN_FID_IMAGES = 50
+#: below this many an FID is reported with a loud warning: its bias grows as 1/n (the bundle uses 5000)
+RELIABLE_FID_IMAGES = 2000
 
 
 def _fid(args: argparse.Namespace) -> int:
@@ -297,6 +323,11 @@ def _fid(args: argparse.Namespace) -> int:
     if n < 2:
         raise EgainError(
             f"--data {args.data} has {len(data)} images; the FID needs at least 2 (4 with --real-floor)"
+        )
+    if n < MIN_FID_IMAGES and not args.allow_few:
+        raise EgainError(
+            f"an FID from {n} images means nothing (covariances of the features cannot be estimated); "
+            f"use at least {RELIABLE_FID_IMAGES} (--n, and as many images in --data), or --allow-few"
         )
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed)).tolist()
 
@@ -335,6 +366,12 @@ def _fid(args: argparse.Namespace) -> int:
         )
         message += f" (real-vs-real floor {result['fid_real_floor']:.3f})"
     print(message)
+    if n < RELIABLE_FID_IMAGES:
+        result["warning"] = (
+            f"only {n} images: FID is biased upwards by roughly 1/n and not comparable with FIDs at other "
+            f"sample sizes; use --n {RELIABLE_FID_IMAGES} or more (the bundle's figures use 5000)"
+        )
+        print(f"egain gan fid: warning: {result['warning']}", file=sys.stderr)
     if args.json:
         atomic_write_json(args.json, result)
     return 0
@@ -353,7 +390,10 @@ def _register_probe(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "--checkpoint", required=True, help="generator (ours, gan-train checkpoint, rosinality) or zoo:NAME"
+        "--checkpoint",
+        required=True,
+        type=checkpoint_path,
+        help="generator (ours, gan-train checkpoint, rosinality) or zoo:NAME",
     )
     p.add_argument(
         "--classifier",
@@ -397,7 +437,7 @@ def _probe(args: argparse.Namespace) -> int:
     if not 0.0 <= args.truncation <= 1.0:
         raise EgainError(f"--truncation is a psi in [0, 1], got {args.truncation}")
     device = resolve_device(args.device)
-    G = load_generator(resolve_generator_spec(args.checkpoint), device=device).eval()
+    G = load_generator(args.checkpoint, device=device).eval()
     clf = load_classifier(args.classifier, device=device)
     attributes = [a for a in args.attributes.split(",") if a]
     unknown = [a for a in attributes if a not in clf.names]

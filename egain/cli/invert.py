@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from egain.cli.argtypes import non_negative_int, positive_int
+from egain.cli.argtypes import checkpoint_path, non_negative_int, positive_int
 from egain.errors import EgainError
 
 
@@ -37,13 +37,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True, choices=available())
     p.add_argument(
         "--checkpoint",
-        help="method checkpoint: ours from 'egain train', a published file, or zoo:NAME "
-        "(default: the method's bundled weights; optimisation methods need only --generator)",
+        type=checkpoint_path,
+        help="method checkpoint: ours from 'egain train', a published one (e4e, HFGI, ...) or zoo:NAME "
+        "(default: the method's bundled synthfaces model, where it has one; optimisation methods need only "
+        "--generator)",
     )
     p.add_argument(
-        "--generator", help="generator checkpoint (needed when the method checkpoint does not carry it)"
+        "--generator",
+        type=checkpoint_path,
+        help="generator checkpoint or zoo:NAME (needed when the method checkpoint does not carry it)",
     )
     p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="detect and align each face first (the FFHQ procedure; needs pip install 'egain[align]')",
+    )
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--save-latents", action="store_true", help="also write latents/NAME.pt")
     p.add_argument("--save-deltas", action="store_true", help="also write Delta0 and gate maps as images")
@@ -109,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     run_record = invert_run_record(args)
     names = check_invert_outputs(out, args.input, files, run_record, overwrite=args.overwrite)
+    check_checkpoint_args(args)
     device = resolve_device(args.device)
     extra = {k: v for k in ("passes", "iterations") if (v := getattr(args, k)) is not None}
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
+
     invert_kwargs = {
         o.name: getattr(args, f"invert__{o.name}")
         for o in getattr(type(method), "invert_options", ())
@@ -119,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
     }
     claim_output_dir(out, run_record, overwrite=args.overwrite, ignore=OWN_SIDE_FILES)
     clean_stale_tmp(out)  # half-written images of a killed earlier run
+    if args.align:  # aligned faces go to OUT/aligned/ (the sources to score against) and are inverted
+        files = align_files(files, names, out / "aligned")
+    if uses_bundled(args):
+        warn_unlike_synthfaces(files, device)
 
     run = invert_files(
         method,
@@ -145,6 +160,81 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_checkpoint_args(args: argparse.Namespace) -> None:
+    """Missing files and missing bundles as one line that names the way out (before any loading)."""
+    from egain.methods import method_class
+
+    cls = method_class(args.method)
+    bundled = cls.bundled_weights
+    if args.checkpoint is None and args.generator is None and bundled is None:
+        raise EgainError(
+            f"{args.method} has no bundled weights: pass --checkpoint PATH (trained by 'egain train "
+            f"--method {args.method}' or published) or --generator PATH to run it untrained"
+        )
+    for flag, value in (("--checkpoint", args.checkpoint), ("--generator", args.generator)):
+        if value is not None and not Path(value).exists():
+            hint = (
+                f"; leave {flag} out to use the bundled synthfaces model (zoo:{bundled}), "
+                "or see 'egain demo --input'"
+                if flag == "--checkpoint" and bundled
+                else "; bundled weights are named zoo:NAME (see 'egain zoo list')"
+            )
+            raise EgainError(f"{flag} '{value}' does not exist{hint}")
+
+
+def uses_bundled(args: argparse.Namespace) -> bool:
+    """True when the models come from egain/zoo (the synthfaces world), not a user's checkpoint."""
+    from egain.zoo import WEIGHTS_DIR
+
+    given = [p for p in (args.checkpoint, args.generator) if p is not None]
+    return all(Path(p).resolve().is_relative_to(WEIGHTS_DIR) for p in given)
+
+
+def warn_unlike_synthfaces(files: list[Path], device, command: str = "invert") -> int:
+    """Warn (stderr, one line per picture plus the advice) about inputs unlike synthfaces."""
+    import torch
+
+    from egain.utils.images import load_image
+    from egain.workflows.domain import ADVICE, THRESHOLD, SynthfacesCheck
+
+    check = SynthfacesCheck(device)
+    flagged = []
+    for start in range(0, len(files), 64):
+        chunk = files[start : start + 64]
+        scores = check.score(torch.stack([load_image(f, 64) for f in chunk]))
+        flagged += [(f, s) for f, s in zip(chunk, scores, strict=True) if s.unlike_synthfaces]
+    for f, s in flagged[:5]:
+        print(
+            f"egain {command}: warning: '{f.name}' does not look like a synthfaces image "
+            f"(domain score {s.score:.1f} > {THRESHOLD})",
+            file=sys.stderr,
+        )
+    if len(flagged) > 5:
+        print(f"egain {command}: warning: ... and {len(flagged) - 5} more such image(s)", file=sys.stderr)
+    if flagged:
+        print(f"egain {command}: warning: {ADVICE}", file=sys.stderr)
+    return len(flagged)
+
+
+def align_files(files: list[Path], names: list[str], folder: Path) -> list[Path]:
+    """FFHQ-align every input into ``folder`` (same output names); returns the aligned files."""
+    from egain.faces.align import FaceAligner, align_file
+    from egain.runtime.files import atomic_path
+
+    aligner = FaceAligner()
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f, name in zip(files, names, strict=True):
+        face = align_file(f, aligner)
+        if face.note:
+            print(f"egain: note: {face.note}", file=sys.stderr)
+        target = folder / name
+        with atomic_path(target) as tmp:
+            face.image.save(tmp, format="PNG")
+        out.append(target)
+    return out
+
+
 def invert_run_record(args: argparse.Namespace) -> dict:
     """What identifies an invert run in its output folder's marker (re-running it is allowed)."""
 
@@ -158,6 +248,7 @@ def invert_run_record(args: argparse.Namespace) -> dict:
         "generator": absolute(args.generator),
         "input": absolute(args.input),
         "passes": args.passes,
+        "align": bool(getattr(args, "align", False)),
     }
 
 

@@ -19,6 +19,8 @@ import sys
 
 # command name -> (module, one-line help). Keep alphabetical within groups.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "align": ("egain.cli.align", "detect and FFHQ-align the face of each photo (needs egain[align])"),
+    "app": ("egain.cli.app", "the browser demo: upload, invert, compare, download (needs egain[app])"),
     "checkpoint": ("egain.cli.checkpoint", "convert checkpoints to a format egain loads safely"),
     "apply": (
         "egain.cli.apply",

@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from egain.cli.argtypes import checkpoint_path
 from egain.errors import EgainError
 
 
@@ -77,7 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--method", required=True, choices=names)
     p.add_argument(
-        "--generator", required=True, help="generator checkpoint (ours, rosinality .pt, or zoo:NAME)"
+        "--generator",
+        required=True,
+        type=checkpoint_path,
+        help="generator checkpoint (ours, rosinality .pt, or zoo:NAME)",
     )
     p.add_argument("--data", required=True, help="image folder, or synthfaces:SPEC")
     p.add_argument("--out", required=True, help="run directory")
@@ -131,14 +135,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             if opt.choices:
                 kwargs["choices"] = opt.choices
         group.add_argument(opt.flag, help=f"{opt.help} ({_default_text(entry['defaults'])})", **kwargs)
+    from egain import presets
+
+    presets.add_argument(p, "train")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from egain import presets
     from egain.methods import method_class
     from egain.training.inversion import InversionTrainConfig, TrainingInterrupted, train_inversion
     from egain.utils.paths import check_output_dir  # a file at --out is one line, not a traceback
 
+    if applied := presets.apply(args, method=args.method):
+        print(f"preset {args.preset}: " + ", ".join(f"{k}={v}" for k, v in applied.items()))
     check_output_dir(args.out, "run folder")
 
     cls = method_class(args.method)

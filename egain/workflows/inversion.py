@@ -137,7 +137,9 @@ def invert_files(
         device=str(device),
         resized=resized,
     )
-    atomic_write_json(out / TIMING_FILE, {"method": label, **run.to_dict()})
+    # out_dir is left out: timing.json lives in it, and a staging folder's name would go stale.
+    record = {k: v for k, v in run.to_dict().items() if k != "out_dir"}
+    atomic_write_json(out / TIMING_FILE, {"method": label, **record})
     return run
 
 
