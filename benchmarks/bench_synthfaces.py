@@ -81,6 +81,34 @@ def write_run(tree: Path, out: Path, n: int, workers: int, parsing: bool) -> tup
     return n / wall, 1000.0 * cpu / n
 
 
+_WRITER_CPU = """
+import os, shutil, sys, tempfile, time
+from egain.data.synthfaces.writer import write_synthfaces
+kw = {"parsing": True} if sys.argv[1] == "1" else {}
+batches, per = int(sys.argv[2]), 50
+out = tempfile.mkdtemp()
+write_synthfaces(out, 2, 10, 64, overwrite=True, show_progress=False, sheet_images=1, **kw)  # warm up
+best = float("inf")
+for b in range(batches):
+    shutil.rmtree(out)
+    c = time.thread_time()
+    write_synthfaces(out, per // 10, 10, 64, seed=b, show_progress=False, sheet_images=1, **kw)
+    best = min(best, (time.thread_time() - c) / per)
+shutil.rmtree(out)
+print(1000.0 * best)
+"""
+
+
+def writer_cpu_ms(tree: Path, parsing: bool, batches: int) -> float:
+    """CPU ms per image of the writer in one process (render, labels, PNG encoding and file
+    writes), the best of ``batches`` batches of 50 images: the least disturbed batch, so the
+    figure holds on a busy machine as well; 1000 / it is the rate of one idle core. (Sheets of
+    one image: the sheets' fixed cost, nothing in a 3000-image run, would weigh on 50 images.)"""
+    env = {**os.environ, "PYTHONPATH": str(tree), "EGAIN_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", _WRITER_CPU, "1" if parsing else "0", str(batches)]
+    return float(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+
+
 def extract(ref: str, dest: Path) -> Path:
     """``egain/`` of git revision ``ref`` under ``dest`` (a tree to run the baseline from)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -116,6 +144,7 @@ def main() -> None:
     ap.add_argument("--n-write", type=int, default=3000, help="64 px images written per command run")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each write configuration (best counts)")
+    ap.add_argument("--cpu-batches", type=int, default=12, help="batches of 50 for the writer CPU figure")
     ap.add_argument("--baseline", default=None, help="git revision to compare the writer against")
     args = ap.parse_args()
     os.environ.setdefault("EGAIN_NO_PROGRESS", "1")
@@ -141,6 +170,18 @@ def main() -> None:
         trees = {"now": ROOT}
         if args.baseline:
             trees["base"] = extract(args.baseline, Path(tmp) / "base")
+        # the load-robust figure first: CPU per image of the writer in one process, best batch
+        wcpu = {}
+        for parsing in (False, True):
+            for which, tree in trees.items():
+                if which == "base" and parsing:
+                    continue
+                wcpu[(which, parsing)] = ms = writer_cpu_ms(tree, parsing, args.cpu_batches)
+                tag = "+parsing" if parsing else "        "
+                print(
+                    f"writer CPU {which:4s} 64px {tag}: {ms:.2f} ms/img (best of {args.cpu_batches} x 50) "
+                    f"= {1000.0 / ms:6.1f} img/s on one idle core  (load {load()})"
+                )
         # interleaved: every configuration of the current code next to the baseline's, repeated
         configs = [
             (which, k, parsing)
@@ -190,6 +231,11 @@ def main() -> None:
         r = res[("write", "now", k, True)] / res[("write", "now", k, False)]
         print(f"ratio write parsing on / off, {k} worker(s): {r:.2f}x img/s")
     if args.baseline:
+        b = wcpu[("base", False)]
+        print(
+            f"ratio writer CPU/img {args.baseline} / now: parsing off {b / wcpu[('now', False)]:.2f}x, "
+            f"parsing on {b / wcpu[('now', True)]:.2f}x (> 1: now is faster)"
+        )
         for k in (1, w):
             r = res[("write", "now", k, False)] / res[("write", "base", k, False)]
             c = cpu[("write", "base", k, False)] / cpu[("write", "now", k, False)]
