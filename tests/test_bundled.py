@@ -36,6 +36,18 @@ def test_bundled_weight_matches_manifest_and_runs(name):
             g = load_generator(zoo.bundled_path(name), device="cpu")
             img = g.synthesize(g.mapping(torch.randn(1, g.style_dim)))
             assert img.shape == (1, 3, g.size, g.size) and torch.isfinite(img).all()
+        elif kind == "attribute-classifier":
+            from egain.faces import load_classifier
+
+            pred = load_classifier(str(zoo.bundled_path(name))).predict(x)
+            assert {"smile", "yaw", "glasses"} <= set(pred) and all(
+                torch.isfinite(v).all() for v in pred.values()
+            )
+        elif kind == "face-parser":
+            from egain.faces.parsing import load_parser
+
+            labels = load_parser(str(zoo.bundled_path(name))).parse(x)
+            assert labels.shape == (1, 64, 64)
         else:
             import egain.methods as methods
 

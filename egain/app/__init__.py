@@ -37,11 +37,6 @@ def _import_gradio():
     return gr
 
 
-def editing_available() -> bool:
-    """True once the editing package (``egain.editing``) exists in this installation."""
-    return importlib.util.find_spec("egain.editing") is not None
-
-
 class Engine:
     """Loads each method once and inverts single pictures with it (the app's back end, no Gradio)."""
 
@@ -94,14 +89,18 @@ class Engine:
         from egain.utils.images import pil_to_tensor, resize_center_crop, tensor_to_pil
 
         if self._embedder is None:
-            self._embedder = load_embedder("synthfaces-arcface", self.device)
+            # the ID scorer of evaluate/compare, not the ArcFace the methods trained against
+            self._embedder = load_embedder("synthfaces-cosface", self.device)
         rows = []
+        self._last = {}
         for label in labels:
             model = self.model(label)
             size = int(getattr(model, "input_size", 0) or image.size[0])
             src = pil_to_tensor(resize_center_crop(image.convert("RGB"), size))[None]
             with torch.no_grad():
-                rec = model.invert([image.convert("RGB")]).reconstruction.detach().float().cpu().clamp(-1, 1)
+                inv = model.invert([image.convert("RGB")])
+                self._last[label] = inv
+                rec = inv.reconstruction.detach().float().cpu().clamp(-1, 1)
                 scores = {
                     "ID": float(identity_similarity(self._embedder, src, rec)[0]),
                     "SSIM": float(ssim(src, rec)[0]),
@@ -111,6 +110,37 @@ class Engine:
                 {"label": label, "image": tensor_to_pil(rec[0]), "source": tensor_to_pil(src[0]), **scores}
             )
         return rows
+
+    def edit(self, strengths: dict[str, float]) -> list[tuple]:
+        """Edit the last inversion of every method: the named directions at their strengths, added.
+
+        Each method edits by its own rule (``method.edit``: HFGI re-aligns its distortion with ADA,
+        egain re-fuses its details); directions are the bundled ones of the method's generator.
+        """
+        from egain.editing.apply import method_edit, resolve_directions
+        from egain.utils.images import tensor_to_pil
+
+        specs = [f"{name}*{value:g}" for name, value in strengths.items() if value]
+        out = []
+        for label, inv in getattr(self, "_last", {}).items():
+            model = self.model(label)
+            if not specs:
+                out.append((tensor_to_pil(inv.reconstruction[0].float().cpu().clamp(-1, 1)), label))
+                continue
+            try:
+                direction = resolve_directions(specs, model.generator)
+            except EgainError as exc:
+                out.append(
+                    (tensor_to_pil(inv.reconstruction[0].float().cpu().clamp(-1, 1)), f"{label}: {exc}")
+                )
+                continue
+            edited = method_edit(model, inv, direction, 1.0).detach().float().cpu().clamp(-1, 1)
+            out.append((tensor_to_pil(edited[0]), f"{label}: {' + '.join(specs)}"))
+        return out
+
+
+#: the sliders of the editing panel (bundled directions of both generators)
+EDIT_SLIDERS = ("smile", "yaw", "age", "glasses")
 
 
 def write_results(rows: list[dict], source, folder: str | os.PathLike) -> Path:
@@ -194,12 +224,22 @@ def build_app(extra: Sequence[str] = (), device: str = "cpu"):
                 )
                 status = gr.Markdown(elem_id="egain-status")
                 download = gr.File(label="download (zip)", elem_id="egain-download")
-        # --- EDITING PANEL: shown only when egain.editing exists (being built in parallel). -----
-        # One slider per direction belongs here, wired to egain.editing's API once it has landed.
-        if editing_available():
-            with gr.Accordion("editing", open=False, elem_id="egain-editing"):
-                gr.Markdown("egain.editing is installed; its direction sliders are wired here.")
-        # -------------------------------------------------------------------------------------
+        # --- editing: one slider per bundled direction; every method edits by its own rule ------
+        with gr.Accordion("editing (after Invert)", open=False, elem_id="egain-editing"):
+            sliders = [
+                gr.Slider(-3, 3, value=0, step=0.5, label=name, elem_id=f"egain-edit-{name}")
+                for name in EDIT_SLIDERS
+            ]
+            edit_button = gr.Button("Edit", elem_id="egain-edit")
+            edited = gr.Gallery(label="edited", columns=4, elem_id="egain-edited")
+
+        def run_edit(*values):
+            try:
+                return engine.edit(dict(zip(EDIT_SLIDERS, values, strict=True)))
+            except EgainError as exc:
+                raise gr.Error(str(exc)) from None
+
+        edit_button.click(run_edit, sliders, [edited])
         button.click(run, [image, align, labels], [gallery, table, status, download])
     return demo
 
@@ -210,4 +250,4 @@ def launch(host: str = "127.0.0.1", port: int = 7860, extra: Sequence[str] = (),
     demo.queue().launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True)
 
 
-__all__ = ["DEFAULT_METHODS", "Engine", "build_app", "editing_available", "launch", "write_results"]
+__all__ = ["DEFAULT_METHODS", "Engine", "build_app", "launch", "write_results"]
