@@ -439,3 +439,36 @@ def test_train_and_invert_sam_encoder(trained_predictor, world, tmp_path):
     assert set(inv.extras["feature_residuals"]) == {"F2", "F4"}
     e = m.edit(inv, torch.zeros(1, m.generator.n_latent, m.generator.style_dim))
     assert e.shape == inv.reconstruction.shape
+
+
+# ------------------------------------------------------------------------------------------------
+# spatial perceptual distances (the error maps)
+
+
+def test_spatial_lpips_averages_to_the_scalar_distance():
+    from egain.metrics.lpips import LPIPS
+
+    torch.manual_seed(0)
+    lp = LPIPS("alex")
+    for lin in lp.linear:  # positive weights, as the published linear layers
+        lin.weight.data.uniform_(0.1, 1.0)
+    x, y = smooth_images(2, 64), smooth_images(2, 64, seed=1)
+    scalar = lp(x, y)
+    spatial = lp(x, y, spatial=True)
+    assert spatial.shape == (2, 1, 64, 64)
+    assert torch.allclose(spatial.mean(dim=(1, 2, 3)), scalar, rtol=0.05)
+
+
+def test_spatial_face_feature_distance_is_local():
+    from egain.losses.reconstruction import build_spatial_perceptual
+
+    dist = build_spatial_perceptual({}, torch.device("cpu"))
+    assert dist.kind.startswith("face-features")
+    x = smooth_images(1, 64)
+    y = x.clone()
+    y[..., :, :24] = -x[..., :, :24]  # change the left part only
+    with torch.no_grad():
+        d = dist(y, x)
+        assert d.shape == (1, 1, 64, 64)
+        assert float(dist(x, x).abs().max()) < 1e-4
+    assert d[..., :, :16].mean() > 3 * d[..., :, 48:].mean()
