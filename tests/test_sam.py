@@ -472,3 +472,21 @@ def test_spatial_face_feature_distance_is_local():
         assert d.shape == (1, 1, 64, 64)
         assert float(dist(x, x).abs().max()) < 1e-4
     assert d[..., :, :16].mean() > 3 * d[..., :, 48:].mean()
+
+
+def test_sam_uses_given_parsing_maps_and_the_predictor_method_inverts(g32, trained_predictor):
+    from egain.data.synthfaces.parsing import PARSING_CLASSES
+
+    x = smooth_images(1, 32)
+    parsing = torch.full((1, 32, 32), PARSING_CLASSES.index("hair"), dtype=torch.long)
+    parsing[:, 8:24, 8:16] = PARSING_CLASSES.index("skin")
+    parsing[:, 8:24, 16:24] = PARSING_CLASSES.index("left_eye")
+    m = create("sam", generator=g32, steps=2, measure_steps=2, device="cpu", **FAST)
+    inv = m.invert(x, parsing=parsing)
+    seg = inv.extras["segment_map"]
+    assert seg.unique().tolist() == [1, 17]  # skin + eye fused into one face segment; hair
+    layer = inv.extras["layer_map"]
+    assert layer[seg == 1].unique().numel() == 1 and layer[seg == 17].unique().numel() == 1
+    pred = create("sam-invertibility", checkpoint=trained_predictor / "model.pt", device="cpu")
+    inv2 = pred.invert(x, steps=2, init="mean", lambda_perceptual=0.0, mvg_samples=300)
+    assert torch.allclose(inv2.extras["invertibility_maps"], pred.predict(x))
