@@ -8,6 +8,9 @@ Two ratios, each measured within one run so machine load cancels as far as it ca
   (image preparation, the final render) cancels. Shown for a pixel-only loss (the optimiser's own
   overhead; target <= 1.3x) and for the default loss with the face-feature distance (which adds
   a second network's forward and backward).
+* **sam**: a SAM step (W+ plus three masked feature residuals injected after their blocks, the MVG,
+  delta and feature-residual terms; pixel loss) against an ``optim-wplus`` step, and the time per
+  image of both at S2 steps (SAM's includes its predictor, segmentation and mask resizing).
 * **batching**: throughput of one batch of B images against the same B images one at a time,
   the same number of steps each (target >= 1.5x at B = 8 on CPU).
 
@@ -78,6 +81,23 @@ def main() -> None:
         perc = create("optim-wplus", generator=g)
         t_perc = step_time(perc, x, s1, s2)
         print(f"optim-wplus step, + face features:  {t_perc * 1000:.1f} ms = {t_perc / bare:.2f}x bare")
+    # SAM: W+ and the masked feature residuals through the injection hook, with its regularisers,
+    # maps from an (untrained) predictor: the per-step cost of the multilayer latent
+    pred = create("sam-invertibility", generator=g)
+    sam = create("sam", generator=g, invertibility=pred, init="mean", lambda_perceptual=0.0, mvg_samples=2000)
+    t_sam = step_time(sam, x, s1, s2)
+    print(
+        f"sam step, pixel loss ({','.join(s.name for s in sam.spaces)}): {t_sam * 1000:.1f} ms = "
+        f"{t_sam / t_pixel:.2f}x optim-wplus step"
+    )
+    per_image = {
+        name: _common.timed(lambda m=m: m.invert(x, steps=s2), reps=args.reps) / b
+        for name, m in (("optim-wplus", pixel), ("sam", sam))
+    }
+    print(
+        f"time per image at {s2} steps, batch {b}: optim-wplus {per_image['optim-wplus'] * 1000:.1f} ms, "
+        f"sam {per_image['sam'] * 1000:.1f} ms ({per_image['sam'] / per_image['optim-wplus']:.2f}x)"
+    )
     batched = _common.timed(lambda: pixel.invert(x, steps=s2), reps=args.reps)
     single = _common.timed(lambda: [pixel.invert(x[i : i + 1], steps=s2) for i in range(b)], reps=args.reps)
     print(

@@ -436,6 +436,9 @@ class Generator(nn.Module):
             (HFGI/EGAIN consultation fusion; either may be None).
         injection: ``{layer: delta}``; ``f <- f + delta`` after that layer (SAM Eq. 3.3-3.4; the
             caller applies its masks: ``delta = m_k * df_k``). Applied after ``fusion``.
+            ``fusion`` and ``injection`` keyed by a ToRGB name (``rgb{r}``) change the block's
+            output feature after that ToRGB has run, so only the next blocks see the change (the
+            published SAM attach point: after a whole synthesis block).
         w_late / late_after: every op executed *after* layer ``late_after`` uses ``w_late`` instead
             of ``w`` (SAM sec. 3.4: an edit applies only to layers after F_k).
         start_from: ``(layer, feature, skip)`` starts synthesis right after ``layer`` from the given
@@ -500,8 +503,19 @@ class Generator(nn.Module):
                         features[name] = x.contiguous()
             else:
                 skip = self.to_rgbs[idx](x, ws, skip)
-                if hooked and name in wanted:
-                    features[name] = skip.contiguous()
+                if hooked:
+                    if name in wanted:
+                        features[name] = skip.contiguous()
+                    # Hooks keyed by a ToRGB name act on the block's output feature x after its
+                    # ToRGB has read it (SAM's attach point): only the following blocks see them.
+                    if fusion and name in fusion:
+                        scale, shift = fusion[name]
+                        if scale is not None:
+                            x = x * (1 + scale)
+                        if shift is not None:
+                            x = x + shift
+                    if injection and name in injection:
+                        x = x + injection[name]
         image = haar_iwt(skip) if self.arch == "swagan" else skip
         image = image.contiguous()
         if return_features is not None:

@@ -45,6 +45,35 @@ class FeatureDistance(nn.Module):
             total = total + d.reshape(d.shape[0], -1).mean(1)
         return total
 
+    def spatial(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-location distance map (N, 1, H, W) at the images' size, the spatial analogue of
+        LPIPS (``spatial=True``) for SAM's invertibility targets.
+
+        The whole image goes to the network (the embedder's face crop is dropped, so every pixel
+        has a location); at each stage-end map the unit-normalised features' squared difference
+        is summed over channels, upsampled bilinearly to the image size, and the maps are summed
+        over stages. The global embedding has no location and is left out.
+        """
+        from dataclasses import replace
+
+        from egain.faces.preprocess import FacePreprocess
+
+        emb = self.embedder
+        pre = getattr(emb, "preprocess", None)
+        net = getattr(emb, "net", None)
+        if not isinstance(pre, FacePreprocess) or not hasattr(net, "forward_features"):
+            raise EgainError(f"{type(emb).__name__} has no feature maps for a spatial distance")
+        full = replace(pre, reference_size=None, crop=None, passthrough_aligned=False)
+        dev = next(net.parameters()).device
+        n = y.shape[0]
+        taps, _ = net.forward_features(full(torch.cat([y, x]).to(dev, torch.float32)))
+        out = y.new_zeros((n, 1, *y.shape[-2:]))
+        for f in taps:
+            f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
+            d = (f[:n] - f[n:]).pow(2).sum(1, keepdim=True)
+            out = out + F.interpolate(d, size=y.shape[-2:], mode="bilinear", align_corners=False).to(out)
+        return out
+
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         fy = self.embedder.features(y)
         with torch.no_grad():
@@ -163,3 +192,29 @@ class _PerImage(nn.Module):
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.inner.per_image(y, x)
+
+
+class SpatialPerceptual(nn.Module):
+    """``(y, x) -> (N, 1, H, W)``: a perceptual distance map (LPIPS ``spatial=True`` or the
+    face-feature distance's :meth:`FeatureDistance.spatial`). ``kind`` names which, for manifests."""
+
+    def __init__(self, inner: nn.Module, kind: str):
+        super().__init__()
+        self.inner = inner
+        self.kind = kind
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.inner, FeatureDistance):
+            return self.inner.spatial(y, x)
+        return self.inner(y, x, spatial=True)
+
+
+def build_spatial_perceptual(options: Mapping[str, Any], device: torch.device) -> SpatialPerceptual:
+    """The spatial version of :func:`build_perceptual_distance`: LPIPS (VGG by default) when its
+    files are named, else the face-feature distance of ``perceptual_net``."""
+    inner = build_perceptual_distance(options, device)
+    if isinstance(inner, _PerImage):
+        return SpatialPerceptual(
+            inner.inner, f"face-features:{options.get('perceptual_net') or 'synthfaces-arcface'}"
+        )
+    return SpatialPerceptual(inner, f"lpips-{getattr(inner, 'net_name', 'vgg')}")

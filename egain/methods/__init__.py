@@ -33,6 +33,8 @@ from egain.methods import (  # noqa: E402, F401  isort: skip
     psp,
     pti,
     restyle,
+    sam,
+    sam_invertibility,
 )
 
 __all__ = [

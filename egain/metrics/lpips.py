@@ -329,18 +329,25 @@ class LPIPS(nn.Module):
         # .train() on its modules must not change the metric.
         return super().train(False)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, spatial: bool = False) -> torch.Tensor:
+        """(N,) distances; with ``spatial`` the (N, 1, H, W) map instead: each layer's weighted
+        squared difference upsampled (bilinear) to the input size and summed over layers, the
+        ``lpips`` package's ``spatial=True`` (its spatial mean is the scalar distance up to the
+        interpolation)."""
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise InputError(
                 f"LPIPS expects two (N, 3, H, W) batches of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}"
             )
         n = x.shape[0]
         feats = self.backbone(torch.cat([x, y], 0).sub(self.shift).div(self.scale))
-        total = x.new_zeros(n)
+        total = x.new_zeros((n, 1, *x.shape[-2:]) if spatial else (n,))
         for lin, f in zip(self.linear, feats, strict=True):
             f = f / (f.square().sum(1, keepdim=True).sqrt() + NORMALIZE_EPS)
             d = (f[:n] - f[n:]).square()
-            total = total + lin(d).mean(dim=(1, 2, 3))
+            if spatial:
+                total = total + F.interpolate(lin(d), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                total = total + lin(d).mean(dim=(1, 2, 3))
         return total
 
 

@@ -162,6 +162,9 @@ def write_inversion(
                 },
                 out / "latents" / f"{f.stem}.pt",
             )
+        for key, value in inv.extras.items():
+            if key.endswith("_map") and isinstance(value, torch.Tensor):
+                write_map(value[i], out / "maps" / f"{f.stem}_{key}.png")
         if save_deltas and "delta" in inv.extras:
             d = inv.extras["delta"][i].cpu()
             # Delta lies in [-2, 2]; shown with zero at mid-grey.
@@ -170,3 +173,31 @@ def write_inversion(
                 g = g[i].cpu()
                 g = (g - g.min()) / (g.max() - g.min()).clamp_min(1e-8) * 2 - 1
                 save_image(g.expand(3, -1, -1), out / "deltas" / f"{f.stem}_gate_{layer}.png")
+
+
+#: colours of integer maps (a chosen-layer map, segment labels), cycled
+MAP_PALETTE = torch.tensor(
+    [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
+     [170, 110, 40], [255, 250, 200], [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180],
+     [0, 0, 128], [128, 128, 128], [255, 255, 255]],
+    dtype=torch.float32,
+)  # fmt: skip
+
+
+def write_map(value: torch.Tensor, path: Path) -> None:
+    """One ``*_map`` extra of one image, (1, H, W) or (H, W), as a picture: float maps in grey with
+    values clamped to [0, 1] (0 black), integer maps (labels) in :data:`MAP_PALETTE` colours."""
+    from egain.utils.images import save_image
+
+    m = value.detach().cpu()
+    if m.ndim == 3:
+        m = m[0]
+    if m.ndim != 2:
+        return
+    if m.is_floating_point():
+        img = (m.float().clamp(0, 1) * 2 - 1).expand(3, -1, -1)
+    else:
+        rgb = MAP_PALETTE[m.long() % len(MAP_PALETTE)]  # (H, W, 3)
+        img = rgb.permute(2, 0, 1) / 127.5 - 1
+    save_image(img, path)
