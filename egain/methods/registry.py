@@ -148,14 +148,7 @@ def _create(
     if not isinstance(checkpoint, Mapping):
         checkpoint = generator_io.resolve_path(checkpoint, f"{cls.name} checkpoint")
         if not os.path.exists(checkpoint):
-            raise CheckpointError(
-                missing_file_message(
-                    str(checkpoint),
-                    f"{cls.name} checkpoint",
-                    cls.published_at or f"no public URL (it is made by 'egain train --method {cls.name}')",
-                    "--checkpoint PATH (Python: create(name, checkpoint=PATH))",
-                )
-            )
+            raise CheckpointError(_missing_checkpoint(cls, str(checkpoint)))
     ckpt = (
         checkpoint
         if isinstance(checkpoint, Mapping)
@@ -170,6 +163,24 @@ def _create(
         f"{where} is neither an egain inversion checkpoint nor a published checkpoint "
         f"(keys: {', '.join(map(str, list(ckpt)[:8]))})"
     )
+
+
+def _missing_checkpoint(cls: type[InversionMethod], path: str) -> str:
+    """One line: where the file comes from, and the bundled alternative where there is one."""
+    if cls.published_at:
+        text = missing_file_message(
+            path, f"{cls.name} checkpoint", cls.published_at, "checkpoint=PATH (CLI: --checkpoint PATH)"
+        )
+    else:
+        text = (
+            f"{cls.name} checkpoint not found at '{path}'; it is made by 'egain train --method {cls.name}' "
+            "(pass RUN/model.pt)"
+        )
+    if cls.bundled_weights:
+        text += (
+            f" Or leave the checkpoint out to use the bundled synthfaces model (zoo:{cls.bundled_weights})."
+        )
+    return text
 
 
 def _load_ours(

@@ -634,6 +634,7 @@ def run_compare(
     require_weights(labels, "egain compare")
     dev = resolve_device(device)
     t_start = time.perf_counter()
+    commit = git_commit()  # the code that runs: taken now, not when the long run ends
     models = {label_name(label): load_bundled(label, dev) for label in labels}
     labels = list(models)
     sizes = {int(m.input_size) for m in models.values()}
@@ -721,7 +722,7 @@ def run_compare(
     counts = ", ".join(f"{SET_TITLES[s]}: {first[s][labels[0]].images} images" for s in set_names)
     command = command or f"egain compare --out {out}"
     header = [
-        f"Produced by `{command}` at commit {_short_commit(git_commit())} on {hardware_description(dev)}; "
+        f"Produced by `{command}` at commit {_short_commit(commit)} on {hardware_description(dev)}; "
         f"seeds {', '.join(map(str, seed_list))} (independent draws of held-out identities), per seed {counts}; "
         f"{size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
         "Means ± standard deviations over images. ID: cosine similarity of synthfaces CosFace embeddings (the scorer; methods train against the independent synthfaces ArcFace); "
