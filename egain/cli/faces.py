@@ -1,7 +1,8 @@
 """``egain faces train`` and ``egain faces evaluate``: face-embedding networks for the ID metric and loss.
 
 ``egain faces attributes train|evaluate`` (the attribute classifier) is added from
-:mod:`egain.cli.attributes`.
+:mod:`egain.cli.attributes`, ``egain faces parsing train|evaluate`` (the face parser) from
+:mod:`egain.cli.parsing`.
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ def register(subparsers) -> None:
     e.set_defaults(func=_evaluate)
 
     from egain.cli.attributes import add_parsers
+    from egain.cli.parsing import add_parsers as add_parsing_parsers
 
     add_parsers(sub)
+    add_parsing_parsers(sub)
 
 
 def _train(args: argparse.Namespace) -> int:

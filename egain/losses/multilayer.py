@@ -7,7 +7,8 @@ level flattened per image, averaged over the batch, the target's features detach
 * identity: a face embedder's :meth:`~egain.faces.FaceEmbedder.features` (stage-end maps, then the
   embedding, not normalised: 5 levels for a 4-stage embedder, as ArcFace IR-SE50 in the paper);
 * parsing: any module with ``features(images) -> list[Tensor]`` (the published net is a UNet whose
-  4 pooled encoder maps and centre block give the 5 levels). :func:`load_parsing_net` reads one.
+  4 pooled encoder maps and centre block give the 5 levels, as do egain's own parsers of
+  :mod:`egain.faces.parsing`). :func:`load_parsing_net` reads one.
 
 Why several levels: the last embedding alone ignores local detail (glasses, teeth); the early
 levels of the same network still carry it (paper, sec. III-B).
@@ -96,27 +97,48 @@ class _ScriptedFeatures(nn.Module):
         return list(self.net.features(images))
 
 
+def _is_torchscript(path: str) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with ``constants.pkl`` / ``code/``), not a
+    ``torch.save`` file: the two share the zip container, only TorchScript carries code."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_parsing_net(spec: str | os.PathLike | nn.Module, device: torch.device | str = "cpu") -> nn.Module:
     """A face-parsing feature network from ``spec``.
 
-    Accepted: a module object with ``features(images) -> list[Tensor]`` (Python API), or a
-    TorchScript file (``torch.jit.save``) whose module exports ``features`` (``@torch.jit.export``).
-    TorchScript needs no pickled Python classes, so any parsing network (ours, the synthfaces
-    parsing maps' network, a converted published one) can be handed over without code in egain.
+    Accepted: a module object with ``features(images) -> list[Tensor]`` (Python API); a face-parser
+    spec of :func:`egain.faces.parsing.load_parser` -- ``synthfaces-parsing`` (the bundled UNet),
+    ``zoo:NAME``, ``e2style-unet:PATH`` (E2Style's published ``parsing.pth``), ``bisenet:PATH``
+    (face-parsing.PyTorch's ``79999_iter.pth``), a ``parser.pt`` from ``egain faces parsing train``
+    or its run folder; or a TorchScript file (``torch.jit.save``) whose module exports ``features``
+    (``@torch.jit.export``), for networks egain has no code for.
     """
+    from egain.faces.parsing import is_parser_spec, load_parser
+
     if isinstance(spec, nn.Module):
         if not callable(getattr(spec, "features", None)):
             raise CheckpointError(f"parsing network {type(spec).__name__} has no features(images) method")
         return spec.to(device)
     path = os.fspath(spec)
+    if is_parser_spec(path):
+        return load_parser(path, device=device)
     if not os.path.exists(path):
         raise CheckpointError(
-            f"parsing network '{path}' not found (expected a TorchScript file whose module exports "
+            f"parsing network '{path}' not found (expected synthfaces-parsing, e2style-unet:PATH, bisenet:PATH, "
+            "a parser.pt from 'egain faces parsing train', or a TorchScript file whose module exports "
             "features(images) -> list[Tensor]; or train without it: --lambda-parse 0)"
         )
+    if os.path.isdir(path) or not _is_torchscript(path):
+        return load_parser(path, device=device)
     try:
         scripted = torch.jit.load(path, map_location=device)
-    except Exception as exc:  # not a TorchScript archive
+    except Exception as exc:  # a corrupt archive
         raise CheckpointError(
             f"'{path}' is not a TorchScript parsing network ({type(exc).__name__}); save one with "
             "torch.jit.save(torch.jit.script(net), PATH) where net has an exported features() method"

@@ -138,7 +138,8 @@ class E2Style(InversionMethod):
         TrainOption(
             "parsing_net",
             None,
-            "face-parsing network for --lambda-parse: a TorchScript file exporting features(images) -> 5 levels",
+            "face-parsing network for --lambda-parse: synthfaces-parsing, a parser.pt, e2style-unet:PATH, "
+            "bisenet:PATH, or a TorchScript file exporting features(images) -> 5 levels",
             str,
         ),
     )
@@ -443,7 +444,7 @@ def _build_losses(
         if spec is None:
             warnings.warn(
                 "e2style: no --parsing-net given, so the multi-layer face-parsing loss (--lambda-parse) is skipped; "
-                "pass a TorchScript parsing network exporting features(images) to use it",
+                "pass --parsing-net synthfaces-parsing (or RUN/parser.pt, e2style-unet:PATH) to use it",
                 stacklevel=2,
             )
         else:

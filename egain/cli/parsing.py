@@ -1,0 +1,191 @@
+"""``egain faces parsing train|evaluate``: the face-parsing network (E2Style's parsing loss, SAM's segments).
+
+Registered under ``egain faces`` (see :mod:`egain.cli.faces`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from egain.errors import InputError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add ``parsing`` (with ``train`` and ``evaluate``) to the ``egain faces`` sub-commands."""
+    from egain.faces.parsing import ParsingNetConfig
+    from egain.training.parsing import ParsingTrainConfig
+
+    cfg, net = ParsingTrainConfig(), ParsingNetConfig()
+    parser = sub.add_parser(
+        "parsing",
+        help="train / evaluate the face-parsing network (per-pixel classes of synthfaces)",
+        description="A UNet parsing synthfaces into their 22 classes (E2Style's multi-layer parsing loss, "
+        "SAM's segments). See docs/faces.md, 'Face parsing'.",
+    )
+    psub = parser.add_subparsers(dest="parsing_command", metavar="ACTION", required=True)
+
+    t = psub.add_parser(
+        "train",
+        help="train on on-the-fly synthfaces maps (train split), report mIoU on held-out identities",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, parser.pt)")
+    t.add_argument(
+        "--data",
+        default=cfg.data,
+        help="synthfaces:NxK[,seed=S,rare_rate=R] recipe (train-split identities only)",
+    )
+    t.add_argument("--size", type=int, default=cfg.size, help="image size rendered and fed to the net")
+    t.add_argument("--steps", type=int, default=cfg.steps)
+    t.add_argument("--batch", type=int, default=cfg.batch, help="batch per process")
+    t.add_argument("--lr", type=float, default=cfg.lr, help="peak AdamW learning rate (cosine decay)")
+    t.add_argument("--weight-decay", type=float, default=cfg.weight_decay)
+    t.add_argument("--warmup", type=int, default=cfg.warmup)
+    t.add_argument(
+        "--class-weights",
+        choices=("none", "balanced"),
+        default=cfg.class_weights,
+        help="cross-entropy class weights: balanced = sqrt(median freq / freq), clipped to [0.2, 10]",
+    )
+    t.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
+    t.add_argument(
+        "--preload",
+        choices=("auto", "yes", "no"),
+        default=cfg.preload,
+        help="render the training set into memory once (auto: when steps*batch covers it)",
+    )
+    t.add_argument("--workers", type=int, default=cfg.workers, help="DataLoader workers rendering images")
+    t.add_argument("--eval-identities", type=int, default=cfg.eval_identities, help="held-out identities")
+    t.add_argument("--eval-per-identity", type=int, default=cfg.eval_per_identity)
+    t.add_argument("--eval-every", type=int, default=cfg.eval_every)
+    t.add_argument("--ckpt-every", type=int, default=cfg.ckpt_every)
+    t.add_argument("--log-every", type=int, default=cfg.log_every)
+    t.add_argument(
+        "--widths", type=_int_list, default=list(net.widths), help="five widths: 4 encoder blocks + centre"
+    )
+    t.add_argument("--seed", type=int, default=cfg.seed)
+    t.add_argument("--device", default=cfg.device, help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    t.add_argument(
+        "--max-minutes", type=float, default=None, help="wall-time budget of the run (all sessions)"
+    )
+    t.add_argument("--stop-after", type=int, default=None, help="end this session after N steps (resumable)")
+    t.add_argument("--resume", default="auto", help="'auto' (continue RUN/checkpoint.pt), 'none', or a path")
+    t.set_defaults(func=_train)
+
+    e = psub.add_parser(
+        "evaluate",
+        help="per-class IoU and mIoU on held-out synthfaces identities",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    e.add_argument(
+        "--parser",
+        required=True,
+        help="RUN/parser.pt, RUN, zoo:NAME, synthfaces-parsing, bisenet:PATH or e2style-unet:PATH "
+        "(19-class parsers are scored on the CelebAMask-HQ fusion of the maps)",
+    )
+    e.add_argument(
+        "--data",
+        default=None,
+        help="synthfaces:SPEC; default: the parser's held-out identities (test split of its training world)",
+    )
+    e.add_argument("--size", type=int, default=None, help="image size (default: the parser's, 64 for others)")
+    e.add_argument("--identities", type=int, default=None, help="held-out identities (default: as trained)")
+    e.add_argument("--per-identity", type=int, default=None)
+    e.add_argument("--batch", type=int, default=64)
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--out", default=None, help="write report.json here")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=_evaluate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from egain.faces.parsing import ParsingNetConfig
+    from egain.training.parsing import ParsingTrainConfig, train_parsing
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {args.device} asks for CUDA but none is available; use --device cpu")
+    net = ParsingNetConfig(size=args.size, widths=args.widths)
+    cfg = ParsingTrainConfig(
+        out=args.out,
+        data=args.data,
+        size=args.size,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        class_weights=args.class_weights,
+        flip=not args.no_flip,
+        preload=args.preload,
+        workers=args.workers,
+        eval_identities=args.eval_identities,
+        eval_per_identity=args.eval_per_identity,
+        eval_every=args.eval_every,
+        ckpt_every=args.ckpt_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        device=args.device,
+        stop_after=args.stop_after,
+        max_minutes=args.max_minutes,
+        net=net.to_dict(),
+    )
+    result = train_parsing(cfg, resume=args.resume)
+    if result:
+        h = result["held_out"]
+        print(
+            f"held-out ({h['images']} images of {h['identities']} test-split identities, {result['steps']} steps): "
+            f"mIoU {result['miou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}"
+        )
+    if os.environ.get("RANK", "0") == "0" and result and (Path(args.out) / "parser.pt").exists():
+        print(f"wrote {Path(args.out) / 'parser.pt'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from egain.data.synthfaces import dataset_from_spec
+    from egain.faces.parsing import ParsingNet, evaluate_parser, format_iou, load_parser
+    from egain.training.parsing import eval_dataset
+
+    parser = load_parser(args.parser, device=args.device)
+    trained = parser.meta.get("scores", {}).get("held_out", {})
+    size = args.size or (
+        parser.input_size if isinstance(parser, ParsingNet) and parser.input_size <= 256 else 64
+    )
+    if args.data is None:
+        data = eval_dataset(
+            int(trained.get("seed", 0)),
+            size,
+            args.identities or int(trained.get("identities", 200)),
+            args.per_identity or int(trained.get("per_identity", 2)),
+        )
+        what = f"{len(data)} images of held-out (test-split) identities at {size} px"
+    elif args.data.startswith("synthfaces:"):
+        data = dataset_from_spec(args.data[len("synthfaces:") :], size=size, return_parsing=True)
+        what = f"{args.data} at {size} px"
+    else:
+        raise InputError(f"--data must be synthfaces:SPEC (the maps come from synthfaces), got '{args.data}'")
+    report = evaluate_parser(parser, data, batch=args.batch, workers=args.workers, progress_bar=True)
+    print(f"{parser.name} on {what}")
+    print(format_iou(report))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        rec = {"parser": parser.name, "data": what, **report}
+        (out / "report.json").write_text(json.dumps(rec, indent=2) + "\n")
+        print(f"wrote {out / 'report.json'}")
+    return 0
