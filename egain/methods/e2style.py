@@ -137,8 +137,8 @@ class E2Style(InversionMethod):
         TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
         TrainOption(
             "parsing_net",
-            None,
-            "face-parsing network for --lambda-parse: synthfaces-parsing, a parser.pt, e2style-unet:PATH, "
+            "synthfaces-parsing",
+            "face-parsing network for --lambda-parse (default: the bundled one): synthfaces-parsing, a parser.pt, e2style-unet:PATH, "
             "bisenet:PATH, or a TorchScript file exporting features(images) -> 5 levels",
             str,
         ),
