@@ -41,13 +41,27 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(
         args.out, args.methods, device=args.device, inputs=args.input, batch_size=args.batch_size
     )
-    print(result.table)
+    flagged = 0
     if args.input:  # the bundled models on the user's pictures: say when they are unlike synthfaces
         from egain.cli.invert import warn_unlike_synthfaces
         from egain.utils.device import resolve_device
         from egain.utils.images import list_images
 
-        warn_unlike_synthfaces(list_images(args.input), resolve_device(args.device), command="demo")
+        files = list_images(args.input)
+        flagged = warn_unlike_synthfaces(files, resolve_device(args.device), command="demo")
+    if flagged:
+        caveat = (
+            f"NOT MEANINGFUL: {flagged} of {len(files)} picture(s) do not look like synthfaces, the only world "
+            "the bundled models know; these numbers compare their output with pictures they were not made "
+            "for and do not measure inversion quality (ID included)."
+        )
+        print(caveat)
+        table_md = result.out / "table.md"
+        if table_md.exists():
+            from egain.runtime.files import atomic_write_text
+
+            atomic_write_text(table_md, f"**{caveat}**\n\n" + table_md.read_text())
+    print(result.table)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(
