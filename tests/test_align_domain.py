@@ -235,3 +235,14 @@ def test_presets_fill_only_what_is_not_given():
     args = build_parser(argv).parse_args(argv)
     presets.apply(args, argv, method="egain")
     assert args.iters == 3000 and args.option__progressive_start == 300
+
+
+def test_demo_marks_scores_of_a_photo_not_meaningful(astronaut, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert (
+        main(["demo", "--input", str(astronaut), "--out", str(out), "--methods", "egain", "--device", "cpu"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].startswith("NOT MEANINGFUL: 1 of 1 picture(s)")
+    assert "NOT MEANINGFUL" in (out / "table.md").read_text()
