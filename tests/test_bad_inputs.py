@@ -760,3 +760,26 @@ def test_gan_train_checks_its_own_numbers(world, tmp_path, capsys):
         argv = ["gan", "train", "--data", world["data"], "--out", tmp_path / "r", *extra]
         one_line(capsys, run_cli(argv), extra[0])
     assert not (tmp_path / "r").exists()
+
+
+def test_demo_never_replaces_its_inputs_and_refuses_foreign_folders(tmp_path, capsys):
+    from egain.cli.main import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--methods", "e4e", "--out", str(out), "--device", "cpu"]) == 0
+    inputs = sorted((out / "e4e").glob("*.png"))
+    before = {p: p.read_bytes() for p in inputs}
+    capsys.readouterr()
+    assert (
+        main(["demo", "--methods", "e4e", "--input", str(out / "e4e"), "--out", str(out), "--device", "cpu"])
+        != 0
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "which the demo replaces" in err[0]
+    assert {p: p.read_bytes() for p in inputs} == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["demo", "--methods", "e4e", "--out", str(mine), "--device", "cpu"]) != 0
+    assert "did not record writing" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep"

@@ -313,7 +313,7 @@ def test_multilayer_cosine_loss_is_the_sum_of_one_minus_cos():
     assert torch.allclose(multilayer_cosine_loss(fy, fx), ref, atol=1e-6)
 
 
-def test_parsing_loss_in_training_and_from_a_torchscript_file(tmp_path):
+def test_parsing_loss_in_training_and_from_a_torchscript_file(tmp_path, monkeypatch):
     torch.manual_seed(0)
     net = TinyParsing()
     x, y = smooth_images(2, 32, seed=1), smooth_images(2, 32, seed=2)
@@ -322,6 +322,9 @@ def test_parsing_loss_in_training_and_from_a_torchscript_file(tmp_path):
     assert len(fx) == 5
     assert torch.allclose(loss(y, x), multilayer_cosine_loss(fy, fx), atol=1e-6)
     torch.jit.save(torch.jit.script(net), tmp_path / "parsing.pt")
+    with pytest.raises(CheckpointError, match="carries code"):  # TorchScript runs code: trusted files only
+        load_parsing_net(tmp_path / "parsing.pt")
+    monkeypatch.setenv("EGAIN_TRUST_CHECKPOINTS", "1")
     loaded = load_parsing_net(tmp_path / "parsing.pt")
     assert torch.allclose(MultiLayerParsingLoss(loaded)(y, x), loss(y, x), atol=1e-6)
     with pytest.raises(CheckpointError, match="--lambda-parse 0"):
@@ -555,7 +558,8 @@ def _train(world, run, method, *extra):
     assert main(args) == 0
 
 
-def test_e2style_trains_stage_by_stage_and_inverts_through_the_cli(world, tmp_path):
+def test_e2style_trains_stage_by_stage_and_inverts_through_the_cli(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("EGAIN_TRUST_CHECKPOINTS", "1")  # the test's parsing net is a TorchScript file
     torch.manual_seed(0)
     torch.jit.save(torch.jit.script(TinyParsing()), tmp_path / "parsing.pt")
     no_nets = ["--lambda-id", "0", "--lambda-lpips", "0"]

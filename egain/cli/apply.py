@@ -331,6 +331,9 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _sequences(args: argparse.Namespace) -> int:
+    from egain.utils.paths import check_output_dir
+
+    check_output_dir(args.out, "--out")  # a file where a folder is expected: one line, before any work
     from egain.applications.video import read_frames, write_video
     from egain.data.synthfaces.sequences import write_sequences
 

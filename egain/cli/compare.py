@@ -92,6 +92,10 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from egain.utils.paths import check_output_dir
+
+    check_output_dir(args.out, "--out")  # a file where a folder is expected: one line, before any work
+
     from egain.workflows.compare import POOLED, run_compare, table_markdown, verdict_lines
 
     result = run_compare(

@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="invert these images (file or folder) instead of the bundled examples")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an --out folder that holds other files or another run",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from egain.workflows.demo import run_demo
 
     result = run_demo(
-        args.out, args.methods, device=args.device, inputs=args.input, batch_size=args.batch_size
+        args.out,
+        args.methods,
+        device=args.device,
+        inputs=args.input,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
     )
     flagged = 0
     if args.input:  # the bundled models on the user's pictures: say when they are unlike synthfaces

@@ -83,7 +83,9 @@ def _learn(args: argparse.Namespace) -> int:
     from egain.faces.attributes import load_classifier
     from egain.methods.generator_io import load_generator
     from egain.utils.device import resolve_device
+    from egain.utils.paths import check_output_dir
 
+    check_output_dir(args.out, "--out")
     device = resolve_device(args.device)
     out = Path(args.out)
     if args.from_images:

@@ -56,6 +56,9 @@ def _label(name: str, s: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from egain.utils.paths import check_output_dir
+
+    check_output_dir(args.out, "--out")  # a file where a folder is expected: one line, before any work
     import torch
 
     from egain.editing.apply import has_ada, method_edit, parse_strengths, resolve_directions

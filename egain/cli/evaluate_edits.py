@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from egain.utils.paths import check_output_dir
+
+    check_output_dir(args.out, "--out")  # a file where a folder is expected: one line, before any work
     from egain.editing.apply import parse_strengths
     from egain.editing.evaluate import evaluate_edits, write_edit_report
     from egain.faces import load_embedder

@@ -427,7 +427,6 @@ def resolve_generator_spec(spec: str) -> str:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    import json
 
     from egain.faces.attributes import load_classifier
     from egain.generators import load_generator
@@ -473,5 +472,7 @@ def _probe(args: argparse.Namespace) -> int:
             "seed": args.seed,
             **result.to_dict(),
         }
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        from egain.runtime.files import atomic_write_json
+
+        atomic_write_json(args.json, record)
     return 0

@@ -136,6 +136,14 @@ def load_parsing_net(spec: str | os.PathLike | nn.Module, device: torch.device |
         )
     if os.path.isdir(path) or not _is_torchscript(path):
         return load_parser(path, device=device)
+    from egain.runtime.checkpoint import TRUST_ENV, trusted
+
+    if not trusted():
+        # a TorchScript archive carries code that runs when the module is called
+        raise CheckpointError(
+            f"'{path}' is a TorchScript file: it carries code, so egain loads it only when you trust it "
+            f"(egain --trust-checkpoints ... or {TRUST_ENV}=1); an egain parser.pt needs no trust"
+        )
     try:
         scripted = torch.jit.load(path, map_location=device)
     except Exception as exc:  # a corrupt archive

@@ -25,7 +25,7 @@ Not covered: DSE for PGGAN and BigGAN (other generator families), misaligned ima
 
 Published weights: the authors' ``BE`` state dicts (``FromRGB.*``, ``decode_block.{i}.*``; Google
 Drive folder linked from the DSE README) load with ``load_published_dse`` or
-``create("dse", generator=G, checkpoint={"state_dict": torch.load(PATH)})``. They were trained for the
+``create("dse", generator=G, checkpoint={"state_dict": load_checkpoint(PATH)})``. They were trained for the
 genforce StyleGAN2 FFHQ generator, which must be converted to egain's generator to use them.
 """
 

@@ -134,10 +134,10 @@ def claim_output_dir(
     if not write:
         return folder
     try:
+        from egain.runtime.files import atomic_write_json
+
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{RUN_MARKER}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / RUN_MARKER)
+        atomic_write_json(folder / RUN_MARKER, run, sort_keys=True)
     except OSError as exc:
         raise InputError(f"cannot write into output folder '{folder}' ({exc.strerror or exc})") from None
     return folder

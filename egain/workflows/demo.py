@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from egain.errors import InputError
 from egain.metrics.functional import VIF_MIN_SIZE
 from egain.metrics.table import metric
 from egain.runtime.files import atomic_write_text
+from egain.utils.paths import check_not_inside_inputs, claim_output_dir
 from egain.workflows.bundled import (
     DEMO_METHODS,
     EMBEDDERS,
@@ -42,6 +44,8 @@ from egain.workflows.inversion import InversionRun, invert_files
 GRID_FILE = "comparison.png"
 REPORT_DIR = "report"
 TABLE_FILE = "table.md"
+#: what a demo run writes into its folder besides one folder per method
+DEMO_OUTPUTS = (GRID_FILE, REPORT_DIR, TABLE_FILE)
 #: metrics of the demo report (LPIPS needs torchvision weights a fresh machine does not have)
 PIXEL = ("ssim", "scc", "vif", "psnr", "mae", "mse")
 #: metrics of the short table, in column order (headers and digits from the metric table)
@@ -84,6 +88,26 @@ def write_comparison_grid(
     return write_image_grid(rows, ["source", *columns], path, padding=pad)
 
 
+def _check_outputs(
+    out: Path, files: Sequence[Path], inputs: Any, labels: Sequence[str], overwrite: bool
+) -> None:
+    """Refuse, before any work, outputs that would replace inputs or another run's results."""
+    if inputs is not None:
+        check_not_inside_inputs(out, [inputs])
+    replaced = [(out / name).resolve() for name in (*labels, REPORT_DIR)]
+    for f in files:
+        rf = Path(f).resolve()
+        for r in replaced:
+            if rf.is_relative_to(r):
+                raise InputError(
+                    f"input '{f}' lies in '{r}', which the demo replaces with its results; "
+                    "choose another --out"
+                )
+    claim_output_dir(
+        out, {"command": "demo"}, overwrite=overwrite, ignore=DEMO_OUTPUTS + tuple(labels), write=False
+    )
+
+
 def _replace(src: Path, dst: Path) -> None:
     if dst.is_dir() and not dst.is_symlink():
         shutil.rmtree(dst)
@@ -117,8 +141,14 @@ def run_demo(
     inputs: str | os.PathLike | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> DemoResult:
-    """Invert the bundled examples (or the images in ``inputs``) with the bundled ``methods``."""
+    """Invert the bundled examples (or the images in ``inputs``) with the bundled ``methods``.
+
+    ``out`` must be a folder this command owns: one that another run (or the user) filled is refused
+    unless ``overwrite``, and an input lying in a folder the demo replaces is always refused, so the
+    demo never deletes a picture it was asked to invert.
+    """
     from egain.metrics.evaluate import evaluate_folders
     from egain.utils.device import resolve_device
     from egain.utils.images import list_images, open_image
@@ -129,14 +159,12 @@ def run_demo(
     files = list_images(inputs) if inputs is not None else example_files()
     if len({f.stem for f in files}) != len(files):
         raise InputError("input images must have distinct file names (reconstructions keep the source names)")
+    out = Path(out)
+    _check_outputs(out, files, inputs, [label_name(label) for label in labels], overwrite)
     dev = resolve_device(device)
     models = {label_name(label): load_bundled(label, dev) for label in labels}
     labels = list(models)
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out '{out}' is a file; expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, {"command": "demo"}, overwrite=overwrite, ignore=DEMO_OUTPUTS + tuple(labels))
     stage = out / f".demo-staging-{os.getpid()}"
     if stage.exists():
         shutil.rmtree(stage)

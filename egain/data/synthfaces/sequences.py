@@ -21,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from egain.runtime.files import atomic_write_text
+
 from .params import RARE_KINDS, Variation, resolve_rates, sample_identity, sample_variation, split_of
 from .recipes import check_count, check_seed, check_size
 from .render import render
+from .writer import save_png
 
 #: the Variation fields that move over a sequence (all others stay those of frame 0)
 MOVING = (
@@ -147,7 +150,6 @@ def write_sequences(
     amplitude: float = 0.5,
 ) -> list[Path]:
     """``OUT/idNNNNN/frame_TTTT.png`` + ``labels.jsonl`` per identity; returns the clip folders."""
-    from PIL import Image
 
     out = Path(out)
     folders = []
@@ -160,9 +162,9 @@ def write_sequences(
         lines = []
         for img, lab in zip(images, labels, strict=True):
             name = f"frame_{lab['frame']:04d}.png"
-            Image.fromarray(img).save(folder / name)
+            save_png(img, folder / name)
             lines.append(json.dumps({"file": name, **lab}))
-        (folder / "labels.jsonl").write_text("\n".join(lines) + "\n")
+        atomic_write_text(folder / "labels.jsonl", "\n".join(lines) + "\n")  # last: marks a complete clip
         folders.append(folder)
     return folders
 
