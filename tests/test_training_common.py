@@ -78,3 +78,23 @@ def test_resume_reports_a_shape_mismatch_in_one_line(tmp_path):
 def test_report_json_holds_nan_as_null(tmp_path):
     atomic_write_json(tmp_path / "report.json", {"miou": float("nan")})
     assert json.loads((tmp_path / "report.json").read_text()) == {"miou": None}
+
+
+@pytest.mark.parametrize("trainer", ["attributes", "parsing"])
+def test_train_commands_refuse_a_file_as_run_folder(trainer, tmp_path, capsys):
+    from egain.cli.main import main
+
+    blocker = tmp_path / "run"
+    blocker.write_text("")
+    assert main(["faces", trainer, "train", "--out", str(blocker), "--steps", "1"]) != 0
+    assert "is an existing file; expected a folder" in capsys.readouterr().err
+
+
+def test_int_list():
+    import argparse
+
+    from egain.cli.argtypes import int_list
+
+    assert int_list("8,16, 32") == [8, 16, 32]
+    with pytest.raises(argparse.ArgumentTypeError):
+        int_list("8,x")
