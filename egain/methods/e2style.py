@@ -215,20 +215,10 @@ class E2Style(InversionMethod):
 
     # -- inference --------------------------------------------------------------------------------
 
-    def set_memory_format(self, memory_format: str = "auto") -> InversionMethod:
-        """channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
-        oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves the NCHW layout."""
-        from egain.nn.layout import convert_weights, wants_channels_last
-
-        self._channels_last = wants_channels_last(memory_format, self.device)
-        convert_weights(self.encoders, self._channels_last)
-        self.generator.set_memory_format(memory_format)
-        return self
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "_channels_last", False):
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _inference_modules(self) -> tuple[nn.Module, ...]:
+        # channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
+        # oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves NCHW.
+        return (self.encoders,)
 
     def pool(self, image: torch.Tensor) -> torch.Tensor:
         """The published ``face_pool``: adaptive average pooling of G's output to the input size."""
