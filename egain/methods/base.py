@@ -7,6 +7,7 @@ Images in, images out: (N, 3, H, W) float in [-1, 1], or file paths / PIL images
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -150,6 +151,32 @@ class TrainOption:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+
+#: the reconstruction-loss networks every encoder method's ``training_options`` declare (the names
+#: :func:`egain.losses.reconstruction.build_reconstruction_losses` reads), so ``egain train`` shows
+#: one flag of each name with one meaning across methods
+RECONSTRUCTION_OPTIONS: tuple[TrainOption, ...] = (
+    TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
+    TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
+    TrainOption(
+        "lpips",
+        None,
+        "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
+        str,
+        choices=("alex", "vgg"),
+    ),
+    TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
+    TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+)
+
+
+def replace_option(options: Sequence[TrainOption], name: str, **changes: Any) -> tuple[TrainOption, ...]:
+    """``options`` with the one called ``name`` changed (e.g. its default), for a method whose
+    default differs from the shared one; an unknown name is a programming error."""
+    if name not in {o.name for o in options}:
+        raise KeyError(f"no training option '{name}'")
+    return tuple(dataclasses.replace(o, **changes) if o.name == name else o for o in options)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from egain.losses.reconstruction import build_reconstruction_losses, l2_loss
 from egain.methods import generator_io
 from egain.methods.base import (
     CHECKPOINT_FORMAT,
+    RECONSTRUCTION_OPTIONS,
     ImageInput,
     Inversion,
     InversionMethod,
@@ -540,17 +541,7 @@ class EGAINMethod(InversionMethod):
             "train_basic_encoder", False, "train E_b too (frozen by default when a delta branch exists)", bool
         ),
         TrainOption("passes", 1, "EGAIN iterative scheme: number of delta passes", int, target="config"),
-        TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
-        TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
-        TrainOption(
-            "lpips",
-            None,
-            "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-            str,
-            choices=("alex", "vgg"),
-        ),
-        TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
-        TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+        *RECONSTRUCTION_OPTIONS,
         TrainOption(
             "discriminator", None, "image discriminator for --lambda-adv (default: from --generator)", str
         ),

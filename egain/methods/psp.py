@@ -38,6 +38,7 @@ from egain.losses.latent import avg_reg
 from egain.losses.reconstruction import build_reconstruction_losses, l2_loss
 from egain.methods import generator_io
 from egain.methods.base import (
+    RECONSTRUCTION_OPTIONS,
     ImageInput,
     Inversion,
     InversionMethod,
@@ -75,17 +76,7 @@ LOSS_HELP = {
 #: the loss-network and noise options every method of the family declares (same names and types
 #: as the EGAIN family's, so ``egain train`` shows one flag for each)
 LOSS_OPTIONS: tuple[TrainOption, ...] = (
-    TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
-    TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
-    TrainOption(
-        "lpips",
-        None,
-        "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-        str,
-        choices=("alex", "vgg"),
-    ),
-    TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
-    TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+    *RECONSTRUCTION_OPTIONS,
     TrainOption(
         "train_noise",
         "random",
