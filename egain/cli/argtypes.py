@@ -48,3 +48,11 @@ def checkpoint_path(text: str) -> str:
         except CheckpointError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated integers (network widths, units per stage): ``32,64,128``."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None

@@ -7,18 +7,16 @@ face-embedder commands short.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from egain.errors import InputError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+from egain.cli.argtypes import int_list
+from egain.cli.synthfaces_train import (
+    add_session_arguments,
+    add_train_arguments,
+    prepare_session,
+    train_config_kwargs,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -40,31 +38,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train on on-the-fly synthfaces (train split), report on held-out identities",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, classifier.pt)")
-    t.add_argument(
-        "--data",
-        default=cfg.data,
-        help="synthfaces:NxK[,seed=S,rare_rate=R] training recipe (train-split identities only)",
+    add_train_arguments(
+        t,
+        cfg,
+        "classifier.pt",
+        "synthfaces:NxK[,seed=S,rare_rate=R] training recipe (train-split identities only)",
     )
-    t.add_argument("--size", type=int, default=cfg.size, help="image size rendered and fed to the net")
-    t.add_argument("--steps", type=int, default=cfg.steps)
-    t.add_argument("--batch", type=int, default=cfg.batch, help="batch per process")
-    t.add_argument("--lr", type=float, default=cfg.lr, help="peak AdamW learning rate (cosine decay)")
-    t.add_argument("--weight-decay", type=float, default=cfg.weight_decay)
-    t.add_argument("--warmup", type=int, default=cfg.warmup)
-    t.add_argument(
-        "--preload",
-        choices=("auto", "yes", "no"),
-        default=cfg.preload,
-        help="render the training set into memory once (auto: when steps*batch covers it)",
-    )
-    t.add_argument("--workers", type=int, default=cfg.workers, help="DataLoader workers rendering images")
-    t.add_argument("--eval-identities", type=int, default=cfg.eval_identities, help="held-out identities")
-    t.add_argument("--eval-per-identity", type=int, default=cfg.eval_per_identity)
-    t.add_argument("--eval-every", type=int, default=cfg.eval_every)
-    t.add_argument("--ckpt-every", type=int, default=cfg.ckpt_every)
-    t.add_argument("--log-every", type=int, default=cfg.log_every)
-    t.add_argument("--widths", type=_int_list, default=list(net.widths), help="stage widths")
+    t.add_argument("--widths", type=int_list, default=list(net.widths), help="stage widths")
     t.add_argument("--hidden", type=int, default=net.hidden, help="head width")
     t.add_argument("--dropout", type=float, default=net.dropout)
     t.add_argument(
@@ -72,11 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="all",
         help=f"comma-separated subset of: {', '.join(ATTRIBUTE_NAMES)}",
     )
-    t.add_argument("--seed", type=int, default=cfg.seed)
-    t.add_argument("--device", default=cfg.device, help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    t.add_argument("--stop-after", type=int, default=None, help="end this session after N steps (resumable)")
-    t.add_argument("--resume", default="auto", help="'auto' (continue RUN/checkpoint.pt), 'none', or a path")
+    add_session_arguments(t, cfg)
     t.set_defaults(func=_train)
 
     e = asub.add_parser(
@@ -104,38 +80,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
     from egain.faces.attributes import ATTRIBUTE_NAMES, AttributeNetConfig
     from egain.training.attributes import AttributeTrainConfig, train_attributes
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    prepare_session(args)
     names = ATTRIBUTE_NAMES if args.attributes == "all" else [a for a in args.attributes.split(",") if a]
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device} asks for CUDA but none is available; use --device cpu")
     net = AttributeNetConfig(
         size=args.size, widths=args.widths, hidden=args.hidden, dropout=args.dropout, attributes=names
     )
     cfg = AttributeTrainConfig(
-        out=args.out,
-        data=args.data,
-        size=args.size,
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
-        preload=args.preload,
-        workers=args.workers,
-        eval_identities=args.eval_identities,
-        eval_per_identity=args.eval_per_identity,
-        eval_every=args.eval_every,
-        ckpt_every=args.ckpt_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        stop_after=args.stop_after,
+        **train_config_kwargs(args),
         net=net.to_dict(),
     )
     result = train_attributes(cfg, resume=args.resume)
@@ -154,8 +108,12 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from egain.data.synthfaces import dataset_from_spec
     from egain.faces.attributes import LabelledFolder, evaluate_classifier, format_metrics, load_classifier
+    from egain.runtime.files import atomic_write_json
     from egain.training.attributes import eval_dataset
+    from egain.utils.paths import check_output_dir
 
+    if args.out:
+        check_output_dir(args.out)
     clf = load_classifier(args.classifier, device=args.device)
     trained = clf.meta.get("scores", {}).get("held_out", {})
     if args.data is None:
@@ -186,6 +144,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         report = {"classifier": clf.name, "data": what, "summary": summary, "attributes": metrics}
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(out / "report.json", report)
         print(f"wrote {out / 'report.json'}")
     return 0

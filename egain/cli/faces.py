@@ -11,15 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
-from egain.cli.argtypes import positive_int
+from egain.cli.argtypes import int_list, positive_int
 from egain.errors import InputError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
 def register(subparsers) -> None:
@@ -61,9 +54,9 @@ def register(subparsers) -> None:
     t.add_argument("--ckpt-every", type=int, default=250)
     t.add_argument("--log-every", type=int, default=20)
     t.add_argument(
-        "--widths", type=_int_list, default=list(net.widths), help="stage widths, e.g. 32,64,128,256"
+        "--widths", type=int_list, default=list(net.widths), help="stage widths, e.g. 32,64,128,256"
     )
-    t.add_argument("--units", type=_int_list, default=list(net.units), help="units per stage, e.g. 1,2,3,1")
+    t.add_argument("--units", type=int_list, default=list(net.units), help="units per stage, e.g. 1,2,3,1")
     t.add_argument("--stem", type=int, default=net.stem_channels, help="stem channels")
     t.add_argument("--embedding-dim", type=int, default=net.embedding_dim)
     t.add_argument("--dropout", type=float, default=net.dropout)

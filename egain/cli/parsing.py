@@ -6,18 +6,17 @@ Registered under ``egain faces`` (see :mod:`egain.cli.faces`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
+from egain.cli.argtypes import int_list
+from egain.cli.synthfaces_train import (
+    add_session_arguments,
+    add_train_arguments,
+    prepare_session,
+    train_config_kwargs,
+)
 from egain.errors import InputError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -39,18 +38,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train on on-the-fly synthfaces maps (train split), report mIoU on held-out identities",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, parser.pt)")
-    t.add_argument(
-        "--data",
-        default=cfg.data,
-        help="synthfaces:NxK[,seed=S,rare_rate=R] recipe (train-split identities only)",
+    add_train_arguments(
+        t,
+        cfg,
+        "parser.pt",
+        "synthfaces:NxK[,seed=S,rare_rate=R] recipe (train-split identities only)",
     )
-    t.add_argument("--size", type=int, default=cfg.size, help="image size rendered and fed to the net")
-    t.add_argument("--steps", type=int, default=cfg.steps)
-    t.add_argument("--batch", type=int, default=cfg.batch, help="batch per process")
-    t.add_argument("--lr", type=float, default=cfg.lr, help="peak AdamW learning rate (cosine decay)")
-    t.add_argument("--weight-decay", type=float, default=cfg.weight_decay)
-    t.add_argument("--warmup", type=int, default=cfg.warmup)
     t.add_argument(
         "--class-weights",
         choices=("none", "balanced"),
@@ -59,28 +52,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation")
     t.add_argument(
-        "--preload",
-        choices=("auto", "yes", "no"),
-        default=cfg.preload,
-        help="render the training set into memory once (auto: when steps*batch covers it)",
+        "--widths", type=int_list, default=list(net.widths), help="five widths: 4 encoder blocks + centre"
     )
-    t.add_argument("--workers", type=int, default=cfg.workers, help="DataLoader workers rendering images")
-    t.add_argument("--eval-identities", type=int, default=cfg.eval_identities, help="held-out identities")
-    t.add_argument("--eval-per-identity", type=int, default=cfg.eval_per_identity)
-    t.add_argument("--eval-every", type=int, default=cfg.eval_every)
-    t.add_argument("--ckpt-every", type=int, default=cfg.ckpt_every)
-    t.add_argument("--log-every", type=int, default=cfg.log_every)
-    t.add_argument(
-        "--widths", type=_int_list, default=list(net.widths), help="five widths: 4 encoder blocks + centre"
-    )
-    t.add_argument("--seed", type=int, default=cfg.seed)
-    t.add_argument("--device", default=cfg.device, help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     t.add_argument(
         "--max-minutes", type=float, default=None, help="wall-time budget of the run (all sessions)"
     )
-    t.add_argument("--stop-after", type=int, default=None, help="end this session after N steps (resumable)")
-    t.add_argument("--resume", default="auto", help="'auto' (continue RUN/checkpoint.pt), 'none', or a path")
+    add_session_arguments(t, cfg)
     t.set_defaults(func=_train)
 
     e = psub.add_parser(
@@ -110,39 +87,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
     from egain.faces.parsing import ParsingNetConfig
     from egain.training.parsing import ParsingTrainConfig, train_parsing
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device} asks for CUDA but none is available; use --device cpu")
+    prepare_session(args)
     net = ParsingNetConfig(size=args.size, widths=args.widths)
     cfg = ParsingTrainConfig(
-        out=args.out,
-        data=args.data,
-        size=args.size,
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
         class_weights=args.class_weights,
         flip=not args.no_flip,
-        preload=args.preload,
-        workers=args.workers,
-        eval_identities=args.eval_identities,
-        eval_per_identity=args.eval_per_identity,
-        eval_every=args.eval_every,
-        ckpt_every=args.ckpt_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        stop_after=args.stop_after,
         max_minutes=args.max_minutes,
         net=net.to_dict(),
+        **train_config_kwargs(args),
     )
     result = train_parsing(cfg, resume=args.resume)
     if result:
@@ -159,8 +114,12 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from egain.data.synthfaces import dataset_from_spec
     from egain.faces.parsing import ParsingNet, evaluate_parser, format_iou, load_parser
+    from egain.runtime.files import atomic_write_json
     from egain.training.parsing import eval_dataset
+    from egain.utils.paths import check_output_dir
 
+    if args.out:
+        check_output_dir(args.out)
     parser = load_parser(args.parser, device=args.device)
     trained = parser.meta.get("scores", {}).get("held_out", {})
     size = args.size or (
@@ -186,6 +145,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         rec = {"parser": parser.name, "data": what, **report}
-        (out / "report.json").write_text(json.dumps(rec, indent=2) + "\n")
+        atomic_write_json(out / "report.json", rec)
         print(f"wrote {out / 'report.json'}")
     return 0

@@ -7,12 +7,13 @@ Images in, images out: (N, 3, H, W) float in [-1, 1], or file paths / PIL images
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from egain.errors import CheckpointError, InputError
+from egain.nn.layout import convert_weights, wants_channels_last
 from egain.runtime.checkpoint import atomic_torch_save
 from egain.utils.images import check_image_range, load_image, pil_to_tensor, resize_center_crop, to_rgb
 
@@ -151,6 +153,32 @@ class TrainOption:
         return "--" + self.name.replace("_", "-")
 
 
+#: the reconstruction-loss networks every encoder method's ``training_options`` declare (the names
+#: :func:`egain.losses.reconstruction.build_reconstruction_losses` reads), so ``egain train`` shows
+#: one flag of each name with one meaning across methods
+RECONSTRUCTION_OPTIONS: tuple[TrainOption, ...] = (
+    TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
+    TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
+    TrainOption(
+        "lpips",
+        None,
+        "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
+        str,
+        choices=("alex", "vgg"),
+    ),
+    TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
+    TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+)
+
+
+def replace_option(options: Sequence[TrainOption], name: str, **changes: Any) -> tuple[TrainOption, ...]:
+    """``options`` with the one called ``name`` changed (e.g. its default), for a method whose
+    default differs from the shared one; an unknown name is a programming error."""
+    if name not in {o.name for o in options}:
+        raise KeyError(f"no training option '{name}'")
+    return tuple(dataclasses.replace(o, **changes) if o.name == name else o for o in options)
+
+
 @dataclass
 class TrainingContext:
     """What the trainer hands a method before the first step (:meth:`InversionMethod.setup_training`).
@@ -206,6 +234,9 @@ class InversionMethod(nn.Module):
     accepts_target: ClassVar[bool] = False
 
     config: dict[str, Any]
+    #: the last :meth:`set_memory_format` choice; None = never set (NCHW weights as built, the
+    #: generator on its own setting). Not part of the config: a checkpoint loads into either layout.
+    memory_format: str | None = None
 
     # -- the interface every method answers ------------------------------------------------------
 
@@ -214,6 +245,42 @@ class InversionMethod(nn.Module):
 
     def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} does not implement edit()")  # pragma: no cover
+
+    # -- inference memory layout -----------------------------------------------------------------
+
+    def _inference_modules(self) -> Iterable[nn.Module | None]:
+        """The modules whose weights :meth:`set_memory_format` lays out (None entries are skipped);
+        an encoder method names its encoders (and heads) here. Default: none."""
+        return ()
+
+    def set_memory_format(self, memory_format: str = "auto") -> Self:
+        """Run the inference modules and the generator in channels_last or NCHW memory.
+
+        ``"auto"`` resolves for the method's current device: channels_last on CPU, where oneDNN's
+        convolutions are faster on it, NCHW elsewhere. The weights of the modules named by
+        :meth:`_inference_modules` are converted in place, once, so no convolution reorders them
+        per call; the generator (when the method has one) gets the same setting and follows it
+        with its activations. Inputs and outputs stay ordinary tensors.
+        :func:`egain.methods.create` applies ``"auto"``; call this again after moving the method
+        to another device. The inversion trainer does not call it, so trained modules stay NCHW.
+        """
+        channels_last = wants_channels_last(memory_format, self.device)
+        for module in self._inference_modules():
+            if module is not None:
+                convert_weights(module, channels_last)
+        generator = getattr(self, "generator", None)
+        if generator is not None and hasattr(generator, "set_memory_format"):
+            generator.set_memory_format(memory_format)
+        self._channels_last = channels_last
+        self.memory_format = memory_format
+        return self
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in channels_last when :meth:`set_memory_format` chose it (for methods that hand
+        their encoder channels_last inputs), else unchanged."""
+        if getattr(self, "_channels_last", False):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     @property
     def device(self) -> torch.device:

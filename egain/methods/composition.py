@@ -38,6 +38,7 @@ from egain.losses.reconstruction import build_reconstruction_losses, l2_loss
 from egain.methods import generator_io
 from egain.methods.base import (
     CHECKPOINT_FORMAT,
+    RECONSTRUCTION_OPTIONS,
     ImageInput,
     Inversion,
     InversionMethod,
@@ -52,7 +53,7 @@ from egain.methods.components import (
     InternalFusion,
     compose_fusion,
 )
-from egain.nn.layout import convert_weights, is_channels_last, plain, wants_channels_last
+from egain.nn.layout import is_channels_last, plain
 
 RUNTIME_OPTIONS = ("passes", "noise_mode")
 #: the training checkpoint's format (its ``model`` entry is an inversion checkpoint)
@@ -296,9 +297,6 @@ class EGAINMethod(InversionMethod):
             latent_avg = generator_io.mean_latent(generator)
         self.register_buffer("latent_avg", generator_io.as_wplus(latent_avg, generator).clone())
         self.config = cfg
-        # The last set_memory_format choice; None = never set (NCHW weights as built, the generator
-        # on its own setting). Not part of the config: a checkpoint loads into either layout.
-        self.memory_format: str | None = None
 
     # -- components -------------------------------------------------------------------------------
 
@@ -318,13 +316,10 @@ class EGAINMethod(InversionMethod):
         precisely (measured: 20-30x the NCHW float32 error), and through an IR stack that grew to
         0.6% in the weight gradients.
         """
-        channels_last = wants_channels_last(memory_format, self.device)
-        for module in (self.basic_encoder, self.delta_encoder, self.aligner, self.fusion):
-            if module is not None:
-                convert_weights(module, channels_last)
-        self.generator.set_memory_format(memory_format)
-        self.memory_format = memory_format
-        return self
+        return super().set_memory_format(memory_format)
+
+    def _inference_modules(self) -> tuple[nn.Module | None, ...]:
+        return (self.basic_encoder, self.delta_encoder, self.aligner, self.fusion)
 
     @property
     def has_delta_branch(self) -> bool:
@@ -546,17 +541,7 @@ class EGAINMethod(InversionMethod):
             "train_basic_encoder", False, "train E_b too (frozen by default when a delta branch exists)", bool
         ),
         TrainOption("passes", 1, "EGAIN iterative scheme: number of delta passes", int, target="config"),
-        TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
-        TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
-        TrainOption(
-            "lpips",
-            None,
-            "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-            str,
-            choices=("alex", "vgg"),
-        ),
-        TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
-        TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+        *RECONSTRUCTION_OPTIONS,
         TrainOption(
             "discriminator", None, "image discriminator for --lambda-adv (default: from --generator)", str
         ),

@@ -46,12 +46,14 @@ from egain.losses.dse import DSE_MU, DSE_WEIGHTS, latent_loss, tsa_image_loss
 from egain.losses.reconstruction import FeatureDistance
 from egain.methods import generator_io
 from egain.methods.base import (
+    RECONSTRUCTION_OPTIONS,
     ImageInput,
     Inversion,
     InversionMethod,
     TrainingContext,
     TrainOption,
     prepare_images,
+    replace_option,
 )
 from egain.methods.registry import register_method
 
@@ -104,16 +106,13 @@ class DSE(InversionMethod):
         TrainOption("tsa_mu2", DSE_MU[1], "DSE: weight of the AT2 area (paper 0.625; strategy 2: 9)", float),
         TrainOption("truncation", 0.7, "DSE: truncation psi of the training samples", float),
         TrainOption("trunc_layers", -1, "DSE: rows truncated (-1: 8 of 18, scaled to the generator)", int),
-        TrainOption("perceptual_net", "synthfaces-arcface", "face embedder for the LPIPS fallback", str),
-        TrainOption(
-            "lpips",
-            None,
-            "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-            str,
-            choices=("alex", "vgg"),
+        # no ID loss: the perceptual fallback's embedder is named here, not borrowed from --id-net
+        *replace_option(
+            [o for o in RECONSTRUCTION_OPTIONS if o.name != "id_net"],
+            "perceptual_net",
+            default="synthfaces-arcface",
+            help="face embedder for the LPIPS fallback",
         ),
-        TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
-        TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
         TrainOption(
             "finetune_steps",
             0,
@@ -174,20 +173,10 @@ class DSE(InversionMethod):
 
     # -- inference --------------------------------------------------------------------------------
 
-    def set_memory_format(self, memory_format: str = "auto") -> InversionMethod:
-        """channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
-        oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves the NCHW layout."""
-        from egain.nn.layout import convert_weights, wants_channels_last
-
-        self._channels_last = wants_channels_last(memory_format, self.device)
-        convert_weights(self.encoder, self._channels_last)
-        self.generator.set_memory_format(memory_format)
-        return self
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "_channels_last", False):
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _inference_modules(self) -> tuple[nn.Module, ...]:
+        # channels_last encoder and generator on CPU ("auto"), as the EGAIN family does (faster
+        # oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves NCHW.
+        return (self.encoder,)
 
     def synthesize(self, w: torch.Tensor) -> torch.Tensor:
         return self.generator.synthesize(w, noise_mode="const")

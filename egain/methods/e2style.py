@@ -42,6 +42,7 @@ from egain.losses.reconstruction import FeatureDistance, l2_loss
 from egain.methods import generator_io
 from egain.methods.base import (
     CHECKPOINT_FORMAT,
+    RECONSTRUCTION_OPTIONS,
     ImageInput,
     Inversion,
     InversionMethod,
@@ -49,13 +50,12 @@ from egain.methods.base import (
     TrainOption,
     prepare_images,
 )
+from egain.methods.composition import TRAIN_FORMAT
 from egain.methods.registry import register_method
 
 PUBLISHED_AT = (
     "https://github.com/wty-ustc/e2style (README 'Pretrained Models': inversion stage 1/2/3 checkpoints)"
 )
-#: the training checkpoint format (its ``model`` entry is an inversion checkpoint)
-TRAIN_FORMAT = "egain-inversion-train"
 
 #: encoder bodies: the published IR-SE50 stages 1-3, and a small body for the 64 px synthfaces world
 PRESETS: dict[str, dict[str, Any]] = {
@@ -124,17 +124,7 @@ class E2Style(InversionMethod):
             ("code", "paper"),
             "config",
         ),
-        TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
-        TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
-        TrainOption(
-            "lpips",
-            None,
-            "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-            str,
-            choices=("alex", "vgg"),
-        ),
-        TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
-        TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+        *RECONSTRUCTION_OPTIONS,
         TrainOption(
             "parsing_net",
             "synthfaces-parsing",
@@ -215,20 +205,10 @@ class E2Style(InversionMethod):
 
     # -- inference --------------------------------------------------------------------------------
 
-    def set_memory_format(self, memory_format: str = "auto") -> InversionMethod:
-        """channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
-        oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves the NCHW layout."""
-        from egain.nn.layout import convert_weights, wants_channels_last
-
-        self._channels_last = wants_channels_last(memory_format, self.device)
-        convert_weights(self.encoders, self._channels_last)
-        self.generator.set_memory_format(memory_format)
-        return self
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "_channels_last", False):
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _inference_modules(self) -> tuple[nn.Module, ...]:
+        # channels_last encoders and generator on CPU ("auto"), as the EGAIN family does (faster
+        # oneDNN convolutions); outputs stay ordinary NCHW tensors. The trainer leaves NCHW.
+        return (self.encoders,)
 
     def pool(self, image: torch.Tensor) -> torch.Tensor:
         """The published ``face_pool``: adaptive average pooling of G's output to the input size."""

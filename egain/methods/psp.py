@@ -38,6 +38,7 @@ from egain.losses.latent import avg_reg
 from egain.losses.reconstruction import build_reconstruction_losses, l2_loss
 from egain.methods import generator_io
 from egain.methods.base import (
+    RECONSTRUCTION_OPTIONS,
     ImageInput,
     Inversion,
     InversionMethod,
@@ -54,7 +55,7 @@ from egain.methods.published import (
     split_prefixes,
 )
 from egain.methods.registry import register_method
-from egain.nn.layout import convert_weights, plain, wants_channels_last
+from egain.nn.layout import plain
 
 PUBLISHED_AT = {
     "psp": "https://github.com/eladrich/pixel2style2pixel (psp_ffhq_encode.pt)",
@@ -75,17 +76,7 @@ LOSS_HELP = {
 #: the loss-network and noise options every method of the family declares (same names and types
 #: as the EGAIN family's, so ``egain train`` shows one flag for each)
 LOSS_OPTIONS: tuple[TrainOption, ...] = (
-    TrainOption("id_net", "synthfaces-arcface", "face embedder for the ID loss (egain.faces spec)", str),
-    TrainOption("perceptual_net", None, "face embedder for the LPIPS fallback (default: --id-net)", str),
-    TrainOption(
-        "lpips",
-        None,
-        "use real LPIPS with this backbone (published weights needed); default: face-feature distance",
-        str,
-        choices=("alex", "vgg"),
-    ),
-    TrainOption("lpips_backbone", None, "torchvision backbone weights for --lpips", str),
-    TrainOption("lpips_linear", None, "LPIPS v0.1 linear weights for --lpips (alex.pth / vgg.pth)", str),
+    *RECONSTRUCTION_OPTIONS,
     TrainOption(
         "train_noise",
         "random",
@@ -147,7 +138,6 @@ class StyleEncoderMethod(InversionMethod):
             latent_avg = generator_io.mean_latent(generator)
         # w-bar per latent row ([n_latent, style_dim], the published layout)
         self.register_buffer("latent_avg", generator_io.as_wplus(latent_avg, generator).clone())
-        self.memory_format: str | None = None
 
     # -- shared pieces ---------------------------------------------------------------------------
 
@@ -163,16 +153,10 @@ class StyleEncoderMethod(InversionMethod):
             return F.adaptive_avg_pool2d(y, (s, s))
         return F.interpolate(y, size=(s, s), mode="bilinear", align_corners=False)
 
-    def set_memory_format(self, memory_format: str = "auto") -> StyleEncoderMethod:
-        """Encoder weights and generator activations in channels_last ("auto": on CPU) or NCHW.
-
-        Same reasoning as :meth:`EGAINMethod.set_memory_format`: the encoder's weights are
-        converted once so no convolution reorders them per call; the trainer keeps NCHW.
-        """
-        convert_weights(self.encoder, wants_channels_last(memory_format, self.device))
-        self.generator.set_memory_format(memory_format)
-        self.memory_format = memory_format
-        return self
+    def _inference_modules(self) -> tuple[nn.Module, ...]:
+        # Same reasoning as EGAINMethod.set_memory_format: the encoder's weights are converted
+        # once so no convolution reorders them per call; the trainer keeps NCHW.
+        return (self.encoder,)
 
     @torch.no_grad()
     def edit(self, inversion: Inversion, direction: DirectionLike, strength: float = 1.0) -> torch.Tensor:

@@ -20,19 +20,16 @@ batches, so the effective batch is ``batch * world_size``.
 
 from __future__ import annotations
 
-import json
 import math
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from egain.data.synthfaces import SynthFacesDataset, collate_with_labels, dataset_from_spec
+from egain.data.synthfaces import SynthFacesDataset, collate_with_labels
 from egain.data.synthfaces.recipes import held_out_identities
-from egain.errors import CheckpointError, InputError
+from egain.errors import InputError
 from egain.faces.attributes import (
     AttributeClassifier,
     AttributeNet,
@@ -45,11 +42,21 @@ from egain.faces.attributes import (
     label_values,
     normalise_targets,
 )
-from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.checkpoint import atomic_torch_save, clean_stale_tmp
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from egain.runtime.files import atomic_write_json
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
+from egain.training.common import (
+    StepBatches,
+    adamw_param_groups,
+    finish_session,
+    gathered_rng_states,
+    step_seed,
+    synthfaces_train_dataset,
+)
+from egain.training.common import resume as resume_training
 from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "attribute-train-checkpoint"
@@ -92,19 +99,7 @@ def lr_at(step: int, cfg: AttributeTrainConfig) -> float:
 
 def train_dataset(spec: str, size: int) -> SynthFacesDataset:
     """The training recipe of ``spec`` (``synthfaces:NxK,...``), restricted to the train split."""
-    body = spec.removeprefix("synthfaces:")
-    if "recipe=" in body:
-        raise InputError(f"--data {spec}: the eval/hard recipes are held out; train on 'NxK' identities")
-    if "split=" not in body:
-        body = f"{body},split=train" if body.strip() else "split=train"
-    ds = dataset_from_spec(body, size=size, return_labels=True)
-    if ds.split != "train":
-        raise InputError(f"--data {spec}: attribute training uses the train split only, got split={ds.split}")
-    if ds.size != size:
-        raise InputError(f"--data {spec} renders {ds.size} px but --size is {size}")
-    if len(ds) == 0:
-        raise InputError(f"--data {spec} selects no train-split identities")
-    return ds
+    return synthfaces_train_dataset(spec, size, "attribute training", return_labels=True)
 
 
 def eval_dataset(seed: int, size: int, identities: int, per_identity: int) -> SynthFacesDataset:
@@ -112,46 +107,6 @@ def eval_dataset(seed: int, size: int, identities: int, per_identity: int) -> Sy
     return SynthFacesDataset(
         held_out_identities(seed, identities), per_identity, size, seed, return_labels=True
     )
-
-
-class _StepBatches(torch.utils.data.Sampler):
-    """Batch indices of steps ``start .. end-1``; step ``s``'s batch is a function of (seed, rank, s)."""
-
-    def __init__(self, n: int, batch: int, seed: int, rank: int, start: int, end: int):
-        self.n, self.batch, self.seed, self.rank, self.start, self.end = n, batch, seed, rank, start, end
-
-    def indices(self, step: int) -> list[int]:
-        gen = torch.Generator().manual_seed(_step_seed(self.seed, self.rank, step))
-        return torch.randint(0, self.n, (self.batch,), generator=gen).tolist()
-
-    def __iter__(self):
-        for step in range(self.start, self.end):
-            yield self.indices(step)
-
-    def __len__(self) -> int:
-        return max(0, self.end - self.start)
-
-
-def _step_seed(seed: int, rank: int, step: int) -> int:
-    return ((seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        np.random.set_state(state["numpy"])
-    if "python" in state:
-        random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def preload_dataset(
@@ -191,6 +146,8 @@ def train_attributes(cfg: AttributeTrainConfig, resume: str | None = "auto") -> 
 def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
     device, main, out = dist_info.device, dist_info.is_main, Path(cfg.out)
     seed_everything(cfg.seed)
+    if main:  # half-written files of a run killed mid-save
+        clean_stale_tmp(out)
     net_cfg = AttributeNetConfig.from_dict({**cfg.net, "size": cfg.size})
     attributes = get_attributes(net_cfg.attributes)
     data = train_dataset(cfg.data, cfg.size)
@@ -198,45 +155,26 @@ def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
 
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
     net = AttributeNet(net_cfg).to(device)
-    decay = [p for p in net.parameters() if p.dim() > 1]
-    no_decay = [p for p in net.parameters() if p.dim() <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
+    optimizer = torch.optim.AdamW(adamw_param_groups(net, cfg.weight_decay), lr=cfg.lr)
     clock = RunClock()
-    step = 0
     ckpt_path = out / "checkpoint.pt"
-    if resume not in (None, "", "none", "never"):
-        path = ckpt_path if resume == "auto" else Path(resume)
-        if path.exists():
-            state = load_checkpoint(
-                path, what="attribute training checkpoint", required_keys=("model", "optimizer", "step")
-            )
-            if state.get("egain_format") != CHECKPOINT_FORMAT:
-                raise CheckpointError(f"'{path}' is not an attribute training checkpoint")
-            saved, now = state.get("config", {}), asdict(cfg)
-            for key in _RESUME_KEYS:
-                if key in saved and saved[key] != now[key]:
-                    raise CheckpointError(
-                        f"cannot resume '{path}': it was trained with {key}={saved[key]!r}, now {now[key]!r}"
-                    )
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            step = int(state["step"])
-            clock.load_state_dict(state.get("clock", {}))
-            rng = state.get("rng", [])
-            if dist_info.rank < len(rng):
-                _set_rng_state(rng[dist_info.rank])
-            if main:
-                print(f"resumed from {path} at step {step}")
-        elif resume != "auto":
-            raise CheckpointError(f"--resume '{path}' does not exist")
+    step = resume_training(
+        resume,
+        ckpt_path,
+        fmt=CHECKPOINT_FORMAT,
+        what="attribute training checkpoint",
+        config=cfg,
+        keys=_RESUME_KEYS,
+        module=net,
+        optimizer=optimizer,
+        clock=clock,
+        dist_info=dist_info,
+    )
 
     session_end = cfg.steps if cfg.stop_after is None else min(cfg.steps, step + cfg.stop_after)
     remaining = (session_end - step) * cfg.batch
     preload = cfg.preload == "yes" or (cfg.preload == "auto" and remaining >= len(data))
-    sampler = _StepBatches(len(data), cfg.batch, cfg.seed, dist_info.rank, step, session_end)
+    sampler = StepBatches(len(data), cfg.batch, cfg.seed, dist_info.rank, step, session_end)
     if preload:
         cache_images, cache_values = preload_dataset(data, attributes, cfg.workers, progress_bar=main)
 
@@ -262,12 +200,7 @@ def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
     logger = JsonlLogger(out / "log.jsonl", enabled=main)
 
     def save_checkpoint() -> None:
-        # every rank's RNG state, gathered so that a resumed DDP run restores each rank's own
-        states = [_rng_state()]
-        if dist_info.enabled:
-            gathered: list = [None] * dist_info.world_size
-            torch.distributed.all_gather_object(gathered, states[0])
-            states = gathered
+        states = gathered_rng_states(dist_info)  # a collective: every rank calls it
         if main:
             atomic_torch_save(
                 {
@@ -291,7 +224,7 @@ def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
     net.train()
     with StopFlag() as stop_flag:  # SIGTERM/SIGINT: save and leave at the end of the step
         for x, values in batches():
-            torch.manual_seed(_step_seed(cfg.seed, dist_info.rank, step))  # dropout
+            torch.manual_seed(step_seed(cfg.seed, dist_info.rank, step))  # dropout
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -324,12 +257,7 @@ def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
                 barrier()
             if stop_flag.agreed(device):
                 break
-    bar.close()
-    save_checkpoint()
-    if step < cfg.steps:
-        if main:
-            print(f"stopped at step {step} of {cfg.steps}; run the same command again to continue")
-        barrier()
+    if not finish_session(bar, save_checkpoint, step, cfg.steps, main):
         return {}
 
     result: dict = {}
@@ -358,7 +286,7 @@ def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
             },
         )
         atomic_torch_save(export, out / "classifier.pt")
-        (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(out / "report.json", result)
         write_run_info(out / "run.json", clock, steps=step, device=device, extra={"scores": result})
         print(format_metrics(metrics))
     barrier()

@@ -39,6 +39,7 @@ from egain.runtime.files import atomic_path
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
+from egain.training.common import finish_session
 from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "face-train-checkpoint"
@@ -396,12 +397,7 @@ def _train(
                 if main:
                     logger.log({"kind": "time_budget", "step": step, "max_minutes": cfg.max_minutes})
                 break
-    bar.close()
-    save_checkpoint()
-    if step < cfg.iters and not time_up:
-        if main:
-            print(f"stopped at step {step} of {cfg.iters}; run the same command again to continue")
-        barrier()
+    if not finish_session(bar, save_checkpoint, step, cfg.iters, main, time_up):
         return {}
 
     scores: dict = {}

@@ -3,7 +3,7 @@
 Images and their exact class maps are rendered by :class:`~egain.data.synthfaces.SynthFacesDataset`
 (``return_parsing=True``) from the ``train`` split; the held-out mIoU is on the first
 ``eval_identities`` identities of the ``test`` split (never seen in training). Like the attribute
-trainer (:mod:`egain.training.attributes`, whose batch sampler and RNG helpers this reuses), images
+trainer (:mod:`egain.training.attributes`; both use :mod:`egain.training.common`), images
 are rendered once into memory (``preload``: uint8 images and maps) or streamed through a DataLoader,
 and batches depend only on (seed, rank, step), so a resumed run draws exactly what the uninterrupted
 one would have. A horizontal flip (with left/right classes swapped) is drawn per image from the same
@@ -21,7 +21,6 @@ default widths, with its held-out figures), ``report.json`` and ``run.json``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egain.data.synthfaces import SynthFacesDataset, dataset_from_spec
+from egain.data.synthfaces import SynthFacesDataset
 from egain.data.synthfaces.recipes import held_out_identities
-from egain.errors import CheckpointError, InputError
+from egain.errors import InputError
 from egain.faces.parsing import (
     ParsingNet,
     ParsingNetConfig,
@@ -42,12 +41,21 @@ from egain.faces.parsing import (
     mirror_table,
     parser_checkpoint,
 )
-from egain.runtime.checkpoint import atomic_torch_save, load_checkpoint
+from egain.runtime.checkpoint import atomic_torch_save, clean_stale_tmp
 from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from egain.runtime.files import atomic_write_json
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
-from egain.training.attributes import _rng_state, _set_rng_state, _step_seed, _StepBatches
+from egain.training.common import (
+    StepBatches,
+    adamw_param_groups,
+    finish_session,
+    gathered_rng_states,
+    step_seed,
+    synthfaces_train_dataset,
+)
+from egain.training.common import resume as resume_training
 from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "parsing-train-checkpoint"
@@ -97,19 +105,7 @@ def lr_at(step: int, cfg: ParsingTrainConfig, time_fraction: float = 0.0) -> flo
 
 def train_dataset(spec: str, size: int) -> SynthFacesDataset:
     """The training recipe of ``spec`` (``synthfaces:NxK,...``) on the train split, with maps."""
-    body = spec.removeprefix("synthfaces:")
-    if "recipe=" in body:
-        raise InputError(f"--data {spec}: the eval/hard recipes are held out; train on 'NxK' identities")
-    if "split=" not in body:
-        body = f"{body},split=train" if body.strip() else "split=train"
-    ds = dataset_from_spec(body, size=size, return_parsing=True)
-    if ds.split != "train":
-        raise InputError(f"--data {spec}: parsing training uses the train split only, got split={ds.split}")
-    if ds.size != size:
-        raise InputError(f"--data {spec} renders {ds.size} px but --size is {size}")
-    if len(ds) == 0:
-        raise InputError(f"--data {spec} selects no train-split identities")
-    return ds
+    return synthfaces_train_dataset(spec, size, "parsing training", return_parsing=True)
 
 
 def eval_dataset(seed: int, size: int, identities: int, per_identity: int) -> SynthFacesDataset:
@@ -186,6 +182,8 @@ def train_parsing(cfg: ParsingTrainConfig, resume: str | None = "auto") -> dict:
 def _train(cfg: ParsingTrainConfig, resume, dist_info: DistInfo) -> dict:
     device, main, out = dist_info.device, dist_info.is_main, Path(cfg.out)
     seed_everything(cfg.seed)
+    if main:  # half-written files of a run killed mid-save
+        clean_stale_tmp(out)
     net_cfg = ParsingNetConfig.from_dict({**cfg.net, "size": cfg.size})
     n_classes = len(net_cfg.classes)
     data = train_dataset(cfg.data, cfg.size)
@@ -193,45 +191,26 @@ def _train(cfg: ParsingTrainConfig, resume, dist_info: DistInfo) -> dict:
 
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
     net = ParsingNet(net_cfg).to(device)
-    decay = [p for p in net.parameters() if p.dim() > 1]
-    no_decay = [p for p in net.parameters() if p.dim() <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
+    optimizer = torch.optim.AdamW(adamw_param_groups(net, cfg.weight_decay), lr=cfg.lr)
     clock = RunClock()
-    step = 0
     ckpt_path = out / "checkpoint.pt"
-    if resume not in (None, "", "none", "never"):
-        path = ckpt_path if resume == "auto" else Path(resume)
-        if path.exists():
-            state = load_checkpoint(
-                path, what="parsing training checkpoint", required_keys=("model", "optimizer", "step")
-            )
-            if state.get("egain_format") != CHECKPOINT_FORMAT:
-                raise CheckpointError(f"'{path}' is not a parsing training checkpoint")
-            saved, now = state.get("config", {}), asdict(cfg)
-            for key in _RESUME_KEYS:
-                if key in saved and saved[key] != now[key]:
-                    raise CheckpointError(
-                        f"cannot resume '{path}': it was trained with {key}={saved[key]!r}, now {now[key]!r}"
-                    )
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            step = int(state["step"])
-            clock.load_state_dict(state.get("clock", {}))
-            rng = state.get("rng", [])
-            if dist_info.rank < len(rng):
-                _set_rng_state(rng[dist_info.rank])
-            if main:
-                print(f"resumed from {path} at step {step}")
-        elif resume != "auto":
-            raise CheckpointError(f"--resume '{path}' does not exist")
+    step = resume_training(
+        resume,
+        ckpt_path,
+        fmt=CHECKPOINT_FORMAT,
+        what="parsing training checkpoint",
+        config=cfg,
+        keys=_RESUME_KEYS,
+        module=net,
+        optimizer=optimizer,
+        clock=clock,
+        dist_info=dist_info,
+    )
 
     session_end = cfg.steps if cfg.stop_after is None else min(cfg.steps, step + cfg.stop_after)
     remaining = (session_end - step) * cfg.batch
     preload = cfg.preload == "yes" or (cfg.preload == "auto" and remaining >= len(data))
-    sampler = _StepBatches(len(data), cfg.batch, cfg.seed, dist_info.rank, step, session_end)
+    sampler = StepBatches(len(data), cfg.batch, cfg.seed, dist_info.rank, step, session_end)
     table = mirror_table(net_cfg.classes)
     if preload:
         cache_images, cache_maps = preload_dataset(data, cfg.workers, progress_bar=main)
@@ -275,11 +254,7 @@ def _train(cfg: ParsingTrainConfig, resume, dist_info: DistInfo) -> dict:
         return frac
 
     def save_checkpoint() -> None:
-        states = [_rng_state()]
-        if dist_info.enabled:
-            gathered: list = [None] * dist_info.world_size
-            torch.distributed.all_gather_object(gathered, states[0])
-            states = gathered
+        states = gathered_rng_states(dist_info)  # a collective: every rank calls it
         if main:
             atomic_torch_save(
                 {
@@ -305,7 +280,7 @@ def _train(cfg: ParsingTrainConfig, resume, dist_info: DistInfo) -> dict:
     with StopFlag() as stop_flag:  # SIGTERM/SIGINT: save and leave at the end of the step
         for x, maps in batches():
             if cfg.flip:
-                x, maps = flip_batch(x, maps, table, _step_seed(cfg.seed, dist_info.rank, step))
+                x, maps = flip_batch(x, maps, table, step_seed(cfg.seed, dist_info.rank, step))
             frac = time_fraction()
             lr = lr_at(step, cfg, frac)
             for group in optimizer.param_groups:
@@ -341,12 +316,7 @@ def _train(cfg: ParsingTrainConfig, resume, dist_info: DistInfo) -> dict:
                 if main:
                     logger.log({"kind": "time_budget", "step": step, "max_minutes": cfg.max_minutes})
                 break
-    bar.close()
-    save_checkpoint()
-    if step < cfg.steps and not time_up:
-        if main:
-            print(f"stopped at step {step} of {cfg.steps}; run the same command again to continue")
-        barrier()
+    if not finish_session(bar, save_checkpoint, step, cfg.steps, main, time_up):
         return {}
 
     result: dict = {}
@@ -378,7 +348,7 @@ def _train(cfg: ParsingTrainConfig, resume, dist_info: DistInfo) -> dict:
             },
         )
         atomic_torch_save(export, out / "parser.pt")
-        (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(out / "report.json", result)
         write_run_info(out / "run.json", clock, steps=step, device=device, extra={"scores": _brief(result)})
         print(format_iou(report))
     barrier()
