@@ -564,6 +564,9 @@ def test_invert_refuses_to_write_into_its_input(world, tmp_path, capsys):
     one_line(capsys, run_cli(_invert(world, data / "face_000.png", data)), "is the input folder")
     unchanged(before)
     assert sorted(p.name for p in data.iterdir()) == ["face_000.png", "face_001.png"]
+    # a single file may be inverted into a folder beside it (the README's photo command)
+    assert run_cli(_invert(world, data / "face_000.png", data / "out" / "photo")) == 0
+    unchanged(before)
 
 
 def test_invert_refuses_another_runs_folder_unless_overwrite(world, tmp_path, capsys):

@@ -204,7 +204,10 @@ def test_segmenter_modes_and_face_fusion(monkeypatch):
     assert kept[0, 0, 5] == 10  # nose in the 19-class order
     grid = Segmenter("auto", grid_cells=4)(x)
     assert grid.unique().numel() == 16 and grid[0, 0, 0] != grid[0, 0, 4]
+    import egain.faces
+
     monkeypatch.setitem(sys.modules, "egain.faces.parsing", None)  # the network is not installed
+    monkeypatch.delattr(egain.faces, "parsing", raising=False)  # nor reachable as an attribute
     with pytest.raises(EgainError, match="parsing-net.*egain.faces.parsing"):
         Segmenter("parsing-net", parsing_checkpoint="x.pth")(x)
 

@@ -36,9 +36,25 @@ def _load(args: argparse.Namespace):
     return methods.create(args.method, checkpoint=args.checkpoint, device=resolve_device(args.device))
 
 
+#: the arguments of ``egain apply`` that name input files or folders (checked before any work)
+_INPUT_ARGS = ("input", "source", "target", "content", "style", "a", "b", "secret", "carrier", "stego")
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """A missing input is one line naming it, before anything is created or loaded."""
+    from egain.errors import InputError
+
+    for name in _INPUT_ARGS:
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not Path(item).exists():
+                raise InputError(f"--{name} '{item}' does not exist")
+
+
 def _out(args: argparse.Namespace) -> Path:
     from egain.utils.paths import check_output_dir
 
+    _check_inputs(args)
     check_output_dir(args.out, "output folder")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

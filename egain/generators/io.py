@@ -129,8 +129,12 @@ def load_generator(
     """Load a generator (our format or a published one; see the module doc) in eval mode.
 
     A missing ``latent_avg`` is computed from the mapping network (mean of 10000 mapped z, seed 0)
-    and a notice is logged, as e4e does.
+    and a notice is logged, as e4e does. ``zoo:NAME`` loads a bundled generator.
     """
+    if isinstance(path, str) and path.startswith("zoo:"):
+        from egain.zoo import bundled_path
+
+        path = bundled_path(path[4:])
     if not os.path.exists(path):
         raise CheckpointError(
             missing_file_message(

@@ -55,7 +55,8 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     """
     folder = Path(folder)
     if not folder.exists():
-        raise InputError(f"folder '{folder}' does not exist")
+        kind = "image" if is_image_file(folder) else "folder"
+        raise InputError(f"{kind} '{folder}' does not exist")
     if folder.is_file():
         if not is_image_file(folder):
             raise InputError(

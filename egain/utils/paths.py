@@ -75,10 +75,19 @@ def input_folders(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def check_not_inside_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
-    """Refuse an output folder that is, or lies inside, a folder the inputs come from."""
+    """Refuse an output folder that is, or lies inside, an input folder.
+
+    For an input *file* only its own folder is refused (outputs keep the source name, so they would
+    replace it there); a sub-folder beside the file is fine (``photo.jpg`` -> ``out/photo/``).
+    """
     out = Path(output).resolve()
-    for folder in input_folders(inputs):
-        if out == folder or folder in out.parents:
+    for p in inputs:
+        p = Path(p)
+        if not p.exists():
+            continue
+        folder = p.resolve() if p.is_dir() else p.resolve().parent
+        inside = out == folder or (p.is_dir() and folder in out.parents)
+        if inside:
             relation = "is" if out == folder else "lies inside"
             raise InputError(
                 f"output folder '{output}' {relation} the input folder '{folder}'; writing there would "
