@@ -786,3 +786,19 @@ def test_demo_never_replaces_its_inputs_and_refuses_foreign_folders(tmp_path, ca
     assert main(["demo", "--methods", "e4e", "--out", str(mine), "--device", "cpu"]) != 0
     assert "did not record writing" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_invert_refuses_an_option_the_method_does_not_declare(tmp_path, capsys):
+    from egain.cli.main import main
+
+    argv = ["invert", "--method", "e4e", "--input", str(example_dir()), "--output", str(tmp_path / "o")]
+    assert main([*argv, "--steps", "5"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--steps is not an option of e4e" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def example_dir():
+    from egain.workflows.examples import example_files
+
+    return example_files()[0].parent

@@ -104,6 +104,32 @@ def add_declared_flags(p: argparse.ArgumentParser, prefix: str, attribute: str, 
         )
 
 
+def _check_invert_flags(args: argparse.Namespace) -> None:
+    """A method option given to a method that does not declare it is one line, not silently ignored;
+    a trainable method built fresh (no checkpoint) is said to be untrained."""
+    from egain.methods import method_class
+
+    cls = method_class(args.method)
+    declared = {o.name for o in getattr(cls, "invert_options", ())}
+    given = [
+        k.removeprefix("invert__")
+        for k, v in vars(args).items()
+        if k.startswith("invert__") and v not in (None, False)
+    ]
+    bad = [g for g in given if g not in declared]
+    if bad:
+        names = ", ".join("--" + d.replace("_", "-") for d in sorted(declared)) or "none"
+        raise EgainError(
+            f"--{bad[0].replace('_', '-')} is not an option of {args.method} (its options: {names})"
+        )
+    if cls.trains() and args.checkpoint is None and args.generator is not None:
+        print(
+            f"egain invert: warning: {args.method} is built untrained (random encoder weights) around --generator; "
+            f"pass --checkpoint RUN/model.pt from 'egain train --method {args.method}' for a trained model",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from egain.methods import create
     from egain.runtime.checkpoint import clean_stale_tmp
@@ -119,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     run_record = invert_run_record(args)
     names = check_invert_outputs(out, args.input, files, run_record, overwrite=args.overwrite)
     check_checkpoint_args(args)
+    _check_invert_flags(args)
     device = resolve_device(args.device)
     extra = {k: v for k in ("passes", "iterations") if (v := getattr(args, k)) is not None}
     method = create(args.method, generator=args.generator, checkpoint=args.checkpoint, device=device, **extra)
