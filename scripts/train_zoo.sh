@@ -45,7 +45,9 @@ inversion() {  # inversion RUN_NAME METHOD ARCH ITERS [extra args]: run folder R
     --ckpt-every 100 --val-every 250 --resume auto "$@"
 }
 PROGRESSIVE=(--progressive-start 300 --progressive-every 100)
-ID=(--id-net synthfaces-arcface)
+# ZOO_ID_NET: the ID loss network (the bundled inversion models of the first bundle used the CPU ArcFace
+# that faces-arcface-64 replaced; pass its file to keep a new method comparable with them)
+ID=(--id-net "${ZOO_ID_NET:-synthfaces-arcface}")
 
 stage() {
   case "$1" in
