@@ -202,8 +202,13 @@ def test_segmenter_modes_and_face_fusion(monkeypatch):
     assert seg[0, 0, 9] == 17 and seg[0, 0, 14] == 0  # hair, background
     kept = Segmenter("given", fuse_face=False)(x, parsing)
     assert kept[0, 0, 5] == 10  # nose in the 19-class order
-    grid = Segmenter("auto", grid_cells=4)(x)
+    grid = Segmenter("grid", grid_cells=4)(x)
     assert grid.unique().numel() == 16 and grid[0, 0, 0] != grid[0, 0, 4]
+    # auto without maps: the bundled parsing network (19-class labels, face fused) when installed
+    auto = Segmenter("auto")
+    assert auto.resolved_mode(None) == "parsing-net"
+    labels = auto(torch.rand(1, 3, 64, 64) * 2 - 1)
+    assert labels.shape == (1, 64, 64) and int(labels.max()) < 19
     import egain.faces
 
     monkeypatch.setitem(sys.modules, "egain.faces.parsing", None)  # the network is not installed

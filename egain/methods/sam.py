@@ -168,7 +168,7 @@ class Segmenter:
     """``segmenter(images, parsing=None) -> LongTensor (N, H, W)`` at the images' size.
 
     ``mode``: "auto" (the caller's maps when given, else the parsing network when a checkpoint is
-    named, else the grid), "given", "parsing-net", "grid" or "none" (one segment). ``parsing``
+    named or the bundled one is installed, else the grid), "given", "parsing-net", "grid" or "none" (one segment). ``parsing``
     maps are synthfaces classes (``parsing_format="synthfaces"``) or already the 19 CelebAMask
     classes ("celebamask"). ``fuse_face`` merges the face classes into one segment (published).
     """
@@ -199,7 +199,7 @@ class Segmenter:
             return self.mode
         if parsing is not None:
             return "given"
-        return "parsing-net" if self.parsing_checkpoint else "grid"
+        return "parsing-net" if self.parsing_checkpoint or _bundled_parser() else "grid"
 
     def __call__(self, images: torch.Tensor, parsing: torch.Tensor | None = None) -> torch.Tensor:
         n, size = images.shape[0], images.shape[-1]
@@ -239,11 +239,21 @@ class Segmenter:
             )
             if loader is None:
                 raise EgainError("egain.faces.parsing has no load_parser(); cannot build the parsing network")
-            self._net = loader(self.parsing_checkpoint, device=images.device)
+            self._net = loader(self.parsing_checkpoint or "synthfaces-parsing", device=images.device)
         net = self._net
         with torch.no_grad():
             out = net.parse(images) if hasattr(net, "parse") else net(images)
-        return out.argmax(1) if out.ndim == 4 else out.long()
+        labels = out.argmax(1) if out.ndim == 4 else out.long()
+        if len(getattr(net, "class_names", ())) > 19:  # a synthfaces parser: to the 19 CelebAMask classes
+            labels = synthfaces_to_celebamask(labels)
+        return labels
+
+
+def _bundled_parser() -> bool:
+    """Whether the bundled synthfaces parsing network (``faces-parsing-64``) is installed."""
+    from egain import zoo
+
+    return "faces-parsing-64" in set(zoo.available())
 
 
 # ------------------------------------------------------------------------------------------------
