@@ -92,6 +92,10 @@ def _pools(value: str | Sequence[int]) -> tuple[int, int, int]:
 class E2Style(InversionMethod):
     """E2Style: ``stages`` encoders, each refining the previous stage's code (Eq. 7)."""
 
+    #: the bundled synthfaces model: a 1-stage E2Style on the bundled StyleGAN2 (stage 2 not yet trained)
+    bundled_weights = "e2style-stylegan2-64"
+    bundled_generator = "gan-stylegan2-64"
+
     loss_weights = {"l2": 1.0, "lpips": 0.8, "id": 0.5, "parse": 1.0, "w_norm": 0.0}
     loss_help = {
         "l2": "pixel MSE",
