@@ -61,19 +61,6 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
     return path
 
 
-def input_folders(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """The folders that hold the inputs: a folder itself, or a file's parent folder.
-
-    A missing input is left out (the command reports it as missing, which is the clearer error).
-    """
-    out = []
-    for p in inputs:
-        p = Path(p)
-        if p.exists():
-            out.append((p if p.is_dir() else p.parent).resolve())
-    return out
-
-
 def check_not_inside_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
     """Refuse an output folder that is, or lies inside, an input folder.
 
