@@ -6,8 +6,11 @@
 #   data -> gan-swagan, gan-stylegan2, faces-arcface, faces-magface (independent)
 #        -> e4e-stylegan2, e4e-swagan -> hfgi-stylegan2, egain-swagan, egain-external-swagan
 #        -> psp-stylegan2, restyle-psp-stylegan2, restyle-e4e-stylegan2, e2style-s1-stylegan2
-#           -> e2style-stylegan2 (stage 2 on the frozen stage 1), dse-stylegan2, dse-swagan
-#   (the encoder family gets the e4e budget, 6000 steps at batch 8, so the comparison is fair)
+#           -> e2style-stylegan2 (stage 2 on the frozen stage 1) -> e2style-s3-stylegan2 (stage 3)
+#           -> e2style-s2abs-stylegan2 (Table I's 2Stage*: stage 2 predicts the absolute code)
+#           -> dse-stylegan2, dse-nossim-stylegan2 (Table V ablation), dse-swagan
+#   (the encoder family gets the e4e budget, 6000 steps at batch 8, so the comparison is fair; a stage
+#   trained on top of frozen earlier stages gets 3000, like the delta methods on top of e4e)
 #   faces-arcface / faces-cosface as bundled now come from scripts/gpu_world.sh (one H200); the
 #   CPU stages below are the recipe for a machine without one.
 #
@@ -73,10 +76,17 @@ stage() {
     restyle-e4e-stylegan2) inversion restyle-e4e restyle-e4e stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" \
       --iterations 5 "${PROGRESSIVE[@]}" ;;
     e2style-s1-stylegan2) inversion e2style-s1 e2style stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" --stages 1 ;;
-    e2style-stylegan2) inversion e2style e2style stylegan2 "${E4E_ITERS:-6000}" "${ID[@]}" --stages 2 \
+    e2style-stylegan2) inversion e2style e2style stylegan2 "${INV_ITERS:-3000}" "${ID[@]}" --stages 2 \
       --stage-checkpoint "$RUNS/e2style-s1-stylegan2-64/model.pt" ;;
-    dse-stylegan2) inversion dse dse stylegan2 "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net synthfaces-arcface ;;
-    dse-swagan) inversion dse dse swagan "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net synthfaces-arcface ;;
+    e2style-s3-stylegan2) inversion e2style-s3 e2style stylegan2 "${INV_ITERS:-3000}" "${ID[@]}" --stages 3 \
+      --stage-checkpoint "$RUNS/e2style-stylegan2-64/model.pt" ;;
+    e2style-s2abs-stylegan2) inversion e2style-s2abs e2style stylegan2 "${INV_ITERS:-3000}" "${ID[@]}" --stages 2 \
+      --absolute-refinement --stage-checkpoint "$RUNS/e2style-s1-stylegan2-64/model.pt" ;;
+    # DSE has no ID loss; its LPIPS substitute uses the same face network as the others' ID loss
+    dse-stylegan2) inversion dse dse stylegan2 "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net "${ID[1]}" ;;
+    dse-nossim-stylegan2) inversion dse-nossim dse stylegan2 "${E4E_ITERS:-6000}" --lr 0.0015 \
+      --perceptual-net "${ID[1]}" --lambda-ssim 0 ;;
+    dse-swagan) inversion dse dse swagan "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net "${ID[1]}" ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }
