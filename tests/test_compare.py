@@ -279,3 +279,134 @@ def test_the_header_keeps_the_mark_of_uncommitted_changes():
     assert _short_commit("0123456789abcdef0123+dirty") == "0123456789ab+dirty"
     assert _short_commit("0123456789abcdef0123") == "0123456789ab"
     assert _short_commit(None) == "unknown"
+
+
+# ------------------------------------------------------------------------------------------------
+# plans: claims of the seed papers beyond "A beats B"
+
+
+def _pair_rows(seed, c, r, diffs, n=40, set_name="eval"):
+    """Records of challenger c vs reference r: metric -> (mean diff, p, reference mean)."""
+    return [
+        {"seed": seed, "set": set_name, "challenger": c, "reference": r, "metric": m, "n": n,
+         "mean_diff": d, "p_two_sided": p, "mean_reference": ref}
+        for m, (d, p, ref) in diffs.items()
+    ]  # fmt: skip
+
+
+def test_claim_kinds_are_judged_as_their_definitions_say():
+    from egain.workflows.compare import Claim
+
+    seeds = [0, 1]
+    # close: |mean diff| <= margin * |reference mean| on every metric
+    close = Claim("close", ("a", "b"), ("ssim", "psnr"), margin=0.02)
+    rows = sum(
+        (
+            _pair_rows(s, "a", "b", {"ssim": (0.01, 0.5, 0.8), "psnr": (0.3, 0.5, 20.0)})
+            for s in [0, 1, "pooled"]
+        ),
+        [],
+    )
+    assert claim_verdicts(rows, [], seeds, ["a", "b"], claims=[close])[0]["verdict"] == "holds"
+    wide = [dict(r, mean_diff=0.5) if r["metric"] == "psnr" else r for r in rows]  # 0.5 > 0.02 * 20
+    judged = claim_verdicts(wide, [], seeds, ["a", "b"], claims=[close])[0]
+    assert judged["verdict"] == "does not hold" and judged["per_seed"]["0"]["detail"] == "fails for psnr"
+    # not-beats holds exactly when beats fails
+    good = {"ssim": (0.1, 1e-6, 0.8), "psnr": (1.0, 1e-6, 20.0)}
+    beaten = sum((_pair_rows(s, "a", "b", good) for s in [0, 1, "pooled"]), [])
+    nb = Claim("not-beats", ("a", "b"), ("ssim", "psnr"))
+    bt = Claim("beats", ("a", "b"), ("ssim", "psnr"))
+    v = claim_verdicts(beaten, [], seeds, ["a", "b"], claims=[bt, nb])
+    assert [c["verdict"] for c in v] == ["holds", "does not hold"]
+    assert v[1]["per_seed"]["0"]["detail"] == "better on every metric"
+    # diminishing: gain(top over mid) <= margin * gain(mid over base)
+    dim = Claim("diminishing", ("s1", "s2", "s3"), ("ssim",), margin=0.5)
+
+    def gains(mid_gain, top_gain):
+        return sum(
+            (
+                _pair_rows(s, "s2", "s1", {"ssim": (mid_gain, 1e-6, 0.8)})
+                + _pair_rows(s, "s3", "s2", {"ssim": (top_gain, 1e-6, 0.8)})
+                for s in [0, 1, "pooled"]
+            ),
+            [],
+        )
+
+    labels = ["s1", "s2", "s3"]
+    assert claim_verdicts(gains(0.04, 0.01), [], seeds, labels, claims=[dim])[0]["verdict"] == "holds"
+    assert claim_verdicts(gains(0.04, 0.03), [], seeds, labels, claims=[dim])[0]["verdict"] == "does not hold"
+    # no gain from stage 2: stage 3 "adds little" only if it does not gain either
+    assert (
+        claim_verdicts(gains(-0.01, 0.001), [], seeds, labels, claims=[dim])[0]["verdict"] == "does not hold"
+    )
+    # a claim whose tests are missing (method not run) gets no record
+    assert claim_verdicts(beaten, [], seeds, ["a", "b"], claims=[Claim("beats", ("a", "c"))]) == []
+
+
+def test_shipped_plans_parse_and_their_labels_are_valid(monkeypatch):
+    from egain.workflows.bundled import parse_spec
+    from egain.workflows.compare import available_plans, load_plan
+
+    monkeypatch.setenv("ZOO_RUNS", "/some/runs")
+    assert {"e2style-stages", "encoders", "dse"} <= set(available_plans())
+    for name in available_plans():
+        plan = load_plan(name)
+        shown = [parse_spec(m).name for m in plan.methods]
+        assert len(set(shown)) == len(shown) and plan.claims, name
+        for claim in plan.claims:
+            assert set(claim.methods) <= set(shown), (name, claim)
+    stages = load_plan("e2style-stages")
+    spec = parse_spec(stages.methods[2])
+    assert spec.method == "e2style" and spec.checkpoint == "/some/runs/e2style-s3-stylegan2-64/model.pt"
+    assert parse_spec(stages.methods[0]).options == {"run_stages": 1}
+
+
+def test_label_grammar_and_bad_plans_give_one_line(tmp_path):
+    from egain.workflows.bundled import parse_spec
+    from egain.workflows.compare import load_plan
+
+    s = parse_spec("r1=e4e@noise_mode=const@passes=2")
+    assert (s.name, s.bundled, s.options) == ("r1", "e4e", {"noise_mode": "const", "passes": 2})
+    s = parse_spec("mine=e4e:/x/model.pt")
+    assert (s.name, s.method, s.checkpoint) == ("mine", "e4e", "/x/model.pt")
+    s = parse_spec("e4e=zoo:e4e-stylegan2-64")  # the older NAME=CHECKPOINT form
+    assert (s.name, s.method, s.checkpoint) == ("e4e", "e4e", "zoo:e4e-stylegan2-64")
+    s = parse_spec("optim-w@steps=3")
+    assert (s.method, s.checkpoint, s.options) == ("optim-w", None, {"steps": 3})
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_spec("e4e@steps")
+    with pytest.raises(InputError, match="unknown bundled method"):
+        parse_spec("nonesuch")
+    with pytest.raises(InputError, match="unknown comparison plan"):
+        load_plan("nonesuch")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('methods = ["e4e"]\n[[claims]]\nkind = "wins"\nmethods = ["e4e", "egain"]\n')
+    with pytest.raises(InputError, match="kind 'wins'"):
+        load_plan(bad)
+    bad.write_text('methods = ["e4e"]\n[[claims]]\nkind = "diminishing"\nmethods = ["e4e", "egain"]\n')
+    with pytest.raises(InputError, match="names 3 methods"):
+        load_plan(bad)
+
+
+def test_compare_with_a_plan_file_end_to_end(tmp_path, monkeypatch):
+    zoo = make_tiny_zoo(tmp_path / "zoo", ("e4e", "egain"), size=64)
+    use_zoo(monkeypatch, zoo)
+    plan = tmp_path / "mine.toml"
+    plan.write_text(
+        'title = "Mine"\nmethods = ["e4e", "egain", "e4e-again=e4e"]\nsets = ["eval"]\nn = 4\n'
+        '[[claims]]\nkind = "close"\nmethods = ["e4e-again", "e4e"]\nmetrics = ["ssim", "psnr"]\nmargin = 0.001\n'
+        '[[claims]]\nkind = "beats"\nmethods = ["egain", "e4e"]\nmetrics = ["psnr"]\n'
+    )
+    out = tmp_path / "cmp"
+    args = ["compare", "--out", str(out), "--plan", str(plan), "--seeds", "0,1", "--min-n", "2"]
+    assert main([*args, "--device", "cpu", "--bootstrap", "50"]) == 0
+    claims = _csv(out / "claims.csv")
+    assert [c["claim"] for c in claims] == ["e4e-again~e4e[ssim,psnr]", "egain>e4e[psnr]"]
+    # the same model twice is close to itself on every seed and pooled
+    assert claims[0]["verdict"] == "holds" and claims[0]["holds_on"] == "2"
+    tests = _csv(out / "stats.csv")
+    assert {(t["set"], t["challenger"], t["metric"]) for t in tests} == {
+        ("eval", "e4e-again", "ssim"), ("eval", "e4e-again", "psnr"), ("eval", "egain", "psnr")
+    }  # fmt: skip
+    assert all(float(t["mean_diff"]) == 0.0 for t in tests if t["challenger"] == "e4e-again")
+    assert (out / "comparison.md").read_text().startswith("**Mine.")

@@ -1,7 +1,7 @@
 """``egain compare``: render the evaluation sets, invert them with every bundled method, score, test.
 
     egain compare --out runs/compare [--methods e4e,e4e-swagan,hfgi,egain,egain-external]
-                  [--sets eval,hard] [--seeds 0,1,2] [--n N] [--min-n 30] [--readme README.md]
+                  [--plan e2style-stages|encoders|dse|optimisation] [--sets eval,hard] [--seeds 0,1,2] [--n N] [--min-n 30] [--readme README.md]
 
 Every seed is an independent draw of the sets (disjoint held-out identities; seed 0 is the
 original pair). Writes OUT/comparison.{md,csv,json} (ID, SSIM in [0,1], SCC, VIF, MagFace, PSNR,
@@ -23,7 +23,7 @@ import shlex
 
 def register(sub: argparse._SubParsersAction) -> None:
     from egain.workflows.bundled import BUNDLED_METHODS, COMPARE_METHODS
-    from egain.workflows.compare import DEFAULT_SEEDS, MIN_N
+    from egain.workflows.compare import DEFAULT_SEEDS, MIN_N, available_plans
 
     p = sub.add_parser(
         "compare",
@@ -34,10 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (data are rendered into OUT/data and reused)")
     p.add_argument(
         "--methods",
-        default=",".join(COMPARE_METHODS),
-        help=f"comma list of bundled methods (default: all: {', '.join(BUNDLED_METHODS)})",
+        help=f"comma list of method labels (default: {','.join(COMPARE_METHODS)}, or the plan's): bundled "
+        f"({', '.join(BUNDLED_METHODS)}), NAME=CHECKPOINT, SHOWN=METHOD:CHECKPOINT, SHOWN=BUNDLED, an "
+        "optimiser's name; '@KEY=VALUE' sets a runtime option (restyle-1=restyle-psp@iterations=1)",
     )
-    p.add_argument("--sets", default="eval,hard", help="comma list of eval,hard (default both)")
+    p.add_argument(
+        "--plan",
+        help="a comparison plan: the methods and the claims of a seed paper to re-test "
+        f"(shipped: {', '.join(available_plans())}; or a TOML file; see docs/comparison/README.md)",
+    )
+    p.add_argument("--sets", help="comma list of eval,hard (default both, or the plan's)")
     p.add_argument(
         "--seeds",
         default=",".join(map(str, DEFAULT_SEEDS)),
@@ -66,13 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a person would retype it (options left at their defaults omitted)."""
-    from egain.workflows.bundled import COMPARE_METHODS
     from egain.workflows.compare import DEFAULT_SEEDS, MIN_N
 
     parts = ["egain", "compare", "--out", args.out]
     defaults = {
-        "methods": ",".join(COMPARE_METHODS),
-        "sets": "eval,hard",
+        "plan": None,
+        "methods": None,
+        "sets": None,
         "seeds": ",".join(map(str, DEFAULT_SEEDS)),
         "n": None,
         "min_n": MIN_N,
@@ -96,14 +102,20 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, "--out")  # a file where a folder is expected: one line, before any work
 
-    from egain.workflows.compare import POOLED, run_compare, table_markdown, verdict_lines
+    from egain.workflows.bundled import COMPARE_METHODS
+    from egain.workflows.compare import POOLED, SETS, load_plan, run_compare, table_markdown, verdict_lines
 
+    plan = load_plan(args.plan) if args.plan else None
+    methods = args.methods or (",".join(plan.methods) if plan else ",".join(COMPARE_METHODS))
+    sets = args.sets or ",".join(plan.sets if plan else SETS)
     result = run_compare(
         args.out,
-        args.methods,
-        sets=args.sets,
+        methods,
+        sets=sets,
         seeds=args.seeds,
-        n=args.n,
+        n=args.n if args.n is not None else (plan.n if plan else None),
+        claims=list(plan.claims) if plan else None,
+        title=f"{plan.title}. {plan.description}".strip() if plan else None,
         min_n=args.min_n,
         size=args.size,
         device=args.device,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,39 +54,101 @@ ZOO_HELP = (
 )
 
 
+@dataclass(frozen=True)
+class LabelSpec:
+    """One parsed method label (see :func:`parse_labels` for the grammar)."""
+
+    text: str  # as given
+    name: str  # shown in tables
+    bundled: str | None  # a key of BUNDLED_METHODS, or None
+    method: str | None  # a registry name when loaded from a checkpoint
+    checkpoint: str | None
+    options: dict[str, Any]  # runtime options for ``egain.methods.create``
+
+
+def _option_value(text: str) -> Any:
+    """``1`` -> 1, ``0.5`` -> 0.5, ``true`` -> True, anything else stays a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(text: str) -> LabelSpec:
+    """Parse one label. Grammar (``@key=value`` options may follow any form, repeated):
+
+    * ``e4e`` -- a bundled method;
+    * ``NAME=CHECKPOINT`` -- registry method NAME from a path or ``zoo:NAME``, shown as NAME;
+    * ``SHOWN=METHOD:CHECKPOINT`` -- the same, shown as SHOWN (to compare two runs of one method);
+    * ``SHOWN=BUNDLED`` -- a bundled method shown under another name (with options, e.g.
+      ``restyle-1=restyle-psp@iterations=1``, ``e2style-1=e2style@run_stages=1``);
+    * ``METHOD`` or ``SHOWN=METHOD`` -- a method that trains nothing (the optimisers), built on
+      ``@generator=zoo:gan-stylegan2-64`` (default: the bundled StyleGAN2) with its options
+      (``@steps=200``).
+
+    Options are the method's runtime options (``egain.methods.create`` keywords such as
+    ``iterations``, ``run_stages``, ``finetune_steps``, ``tau``).
+    """
+    from egain.methods import available
+
+    text = text.strip()
+    head, *opts = text.split("@")
+    options: dict[str, Any] = {}
+    for o in opts:
+        key, sep, value = o.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{text!r}: options after '@' are KEY=VALUE, got {o!r}")
+        options[key.strip()] = _option_value(value)
+    name, sep, rest = head.partition("=")
+    name, rest = name.strip(), rest.strip()
+    if not sep:
+        if head not in BUNDLED_METHODS and head in available():  # a method that needs no training
+            return LabelSpec(text, text, None, head, None, options)
+        if head not in BUNDLED_METHODS:
+            raise InputError(
+                f"unknown bundled method {head!r}; expected a comma list of {', '.join(BUNDLED_METHODS)} "
+                "or NAME=CHECKPOINT for any registered method"
+            )
+        return LabelSpec(text, text, head, None, None, options)
+    if not rest:
+        raise InputError(f"{text!r}: expected NAME=CHECKPOINT (a path or zoo:NAME)")
+    if rest in BUNDLED_METHODS:
+        return LabelSpec(text, name, rest, None, None, options)
+    if rest in available():  # SHOWN=METHOD: a method without trained weights (optimisation)
+        return LabelSpec(text, name, None, rest, None, options)
+    method, colon, path = rest.partition(":")
+    if colon and method in available():
+        if not path:
+            raise InputError(f"{text!r}: expected SHOWN=METHOD:CHECKPOINT")
+        return LabelSpec(text, name, None, method, path, options)
+    if name not in available():
+        raise InputError(f"unknown method {name!r} in {text!r}; registered methods: {', '.join(available())}")
+    return LabelSpec(text, name, None, name, rest, options)
+
+
 def parse_labels(text: str | Iterable[str], default: Sequence[str]) -> list[str]:
     """A comma list (or sequence) of method labels, validated; empty means ``default``.
 
     A label is a bundled method (``e4e``, ``egain``, ...) or ``NAME=CHECKPOINT``: any registered
-    method (plug-ins included) loaded from a checkpoint path or ``zoo:NAME``, shown as ``NAME``.
+    method (plug-ins included) loaded from a checkpoint path or ``zoo:NAME``, shown as ``NAME``;
+    :func:`parse_spec` gives the whole grammar (other shown names, runtime options).
     """
-    from egain.methods import available
-
     items = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t).strip() for t in text]
     items = [t for t in items if t] or list(default)
-    for item in items:
-        name, sep, path = item.partition("=")
-        if sep:
-            if name not in available():
-                raise InputError(
-                    f"unknown method {name!r} in {item!r}; registered methods: {', '.join(available())}"
-                )
-            if not path:
-                raise InputError(f"{item!r}: expected NAME=CHECKPOINT (a path or zoo:NAME)")
-        elif item not in BUNDLED_METHODS:
-            raise InputError(
-                f"unknown bundled method {item!r}; expected a comma list of {', '.join(BUNDLED_METHODS)} "
-                "or NAME=CHECKPOINT for any registered method"
-            )
-    names = [label_name(t) for t in items]
+    names = [parse_spec(t).name for t in items]
     if len(set(names)) != len(names):
         raise InputError(f"a method is listed twice in {','.join(items)}")
     return items
 
 
 def label_name(label: str) -> str:
-    """The name a label is shown under (``NAME`` of ``NAME=CHECKPOINT``)."""
-    return label.partition("=")[0]
+    """The name a label is shown under."""
+    return parse_spec(label).name
 
 
 def missing_weights(labels: Sequence[str]) -> list[str]:
@@ -93,7 +156,7 @@ def missing_weights(labels: Sequence[str]) -> list[str]:
     from egain import zoo
 
     have = set(zoo.available())
-    bundled = [lb for lb in labels if lb in BUNDLED_METHODS]
+    bundled = [b for b in (parse_spec(lb).bundled for lb in labels) if b]
     return [BUNDLED_METHODS[lb].weights for lb in bundled if BUNDLED_METHODS[lb].weights not in have]
 
 
@@ -129,12 +192,23 @@ def load_bundled(label: str, device: torch.device | str = "cpu") -> nn.Module:
     from egain import methods, zoo
     from egain.runtime.checkpoint import load_checkpoint
 
-    name, sep, path = label.partition("=")
-    if sep:  # any registered method from a checkpoint
-        model = methods.create(name, checkpoint=path, device=device)
+    parsed = parse_spec(label)
+    if parsed.bundled is None:  # any registered method from a checkpoint, or an optimiser
+        options = dict(parsed.options)
+        generator = options.pop("generator", None)
+        if (
+            parsed.checkpoint is None
+            and generator is None
+            and not methods.method_class(parsed.method).trains()
+        ):
+            generator = f"zoo:{BUNDLED_METHODS['e4e'].generator}"  # an optimiser: the bundled StyleGAN2
+        # (a trainable method without a checkpoint gets its registry's bundled weights, or one line)
+        model = methods.create(
+            parsed.method, generator=generator, checkpoint=parsed.checkpoint, device=device, **options
+        )
         model.eval()
         return model
-    spec = BUNDLED_METHODS[label]
+    spec = BUNDLED_METHODS[parsed.bundled]
     path = zoo.bundled_path(spec.weights)
     ckpt = load_checkpoint(path, what=f"bundled {spec.weights}")
     record = ckpt.get("generator", {}) if isinstance(ckpt, dict) else {}
@@ -146,6 +220,6 @@ def load_bundled(label: str, device: torch.device | str = "cpu") -> nn.Module:
                 f"(looked in {zoo.WEIGHTS_DIR}); {ZOO_HELP.replace('model.pt', 'generator.pt').replace('--kind method', '--kind generator')}"
             )
         generator = zoo.bundled_path(spec.generator)
-    model = methods.create(spec.method, generator=generator, checkpoint=ckpt, device=device)
+    model = methods.create(spec.method, generator=generator, checkpoint=ckpt, device=device, **parsed.options)
     model.eval()
     return model

@@ -34,6 +34,7 @@ high-frequency details. The numbers are reported as they are either way.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -230,19 +231,30 @@ def pool_scores(per_seed: Mapping[int, Scores]) -> Scores:
     }
 
 
-def contrast_tests(scores: Scores, labels: Sequence[str], seed: int | str) -> list[dict]:
-    """The paired Wilcoxon tests of every contrast on every set and tested metric."""
-    tests = []
+def contrast_tests(
+    scores: Scores, labels: Sequence[str], seed: int | str, claims: Sequence[Claim] | None = None
+) -> list[dict]:
+    """The paired Wilcoxon tests the claims rest on, on every set: by default every contrast of
+    :data:`CONTRASTS` on the :data:`TESTED` metrics; with ``claims``, each claim's pairs on its
+    metrics. Each record also carries both methods' means (``mean_challenger``,
+    ``mean_reference``), which the ``close`` claims measure their margin against."""
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []
+    if claims is None:
+        wanted = [(c, r, TESTED) for c, r in CONTRASTS]
+    else:
+        for claim in claims:
+            wanted += [(c, r, claim.metrics) for c, r in claim.pairs()]
+    tests, seen = [], set()
     for set_name, per_method in scores.items():
-        for challenger, reference in CONTRASTS:
+        for challenger, reference, names in wanted:
             if challenger not in labels or reference not in labels:
                 continue
-            for name in TESTED:
-                if name not in per_method[challenger]:
+            for name in names:
+                if name not in per_method[challenger] or (set_name, challenger, reference, name) in seen:
                     continue
-                t = wilcoxon_test(
-                    per_method[challenger][name], per_method[reference][name], metric(name).higher_is_better
-                )
+                seen.add((set_name, challenger, reference, name))
+                a, b = per_method[challenger][name], per_method[reference][name]
+                t = wilcoxon_test(a, b, metric(name).higher_is_better)
                 tests.append(
                     {
                         "seed": seed,
@@ -251,6 +263,8 @@ def contrast_tests(scores: Scores, labels: Sequence[str], seed: int | str) -> li
                         "reference": reference,
                         "metric": name,
                         **t,
+                        "mean_challenger": float(np.nanmean(a)) if np.size(a) else math.nan,
+                        "mean_reference": float(np.nanmean(b)) if np.size(b) else math.nan,
                     }
                 )
     return tests
@@ -275,47 +289,242 @@ def hard_set_advantage(scores: Scores, labels: Sequence[str], seed: int | str, n
 # claims
 
 
-def _claim_texts(labels: Sequence[str]) -> list[tuple[str, str]]:
-    """(key, statement) of every claim the chosen methods allow."""
-    claims = []
-    for c, r in CONTRASTS:
-        if c in labels and r in labels:
-            claims.append(
-                (
-                    f"{c}>{r}",
-                    f"{c} beats {r} on {', '.join(TESTED)} on the evaluation set (Wilcoxon p < {ALPHA})",
-                )
+@dataclass(frozen=True)
+class Claim:
+    """One claim under test, judged per seed and pooled.
+
+    ``kind``:
+
+    * ``beats`` -- ``methods[0]`` is better than ``methods[1]`` on every metric of ``metrics`` on
+      ``set`` (paired Wilcoxon, mean difference in its favour and two-sided p < ALPHA);
+    * ``not-beats`` -- the negation: ``methods[0]`` fails to beat ``methods[1]`` on at least one
+      metric (Table I's "2Stage* is not better than one stage");
+    * ``close`` -- on every metric the mean paired difference is within ``margin`` times the
+      reference's mean (a relative margin, e.g. 0.02: "SAM-encoder is close to ReStyle");
+    * ``diminishing`` -- ``methods = (base, mid, top)``: on every metric the mean gain of ``top``
+      over ``mid`` is at most ``margin`` times the gain of ``mid`` over ``base`` ("3 stages add
+      little over 2");
+    * ``advantage`` -- the hard-set advantage test of :data:`ADVANTAGE`.
+    """
+
+    kind: str
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...] = TESTED
+    set: str = "eval"
+    margin: float = 0.0
+    source: str = ""
+    text: str = ""  # the statement; generated from the fields when empty
+
+    @property
+    def key(self) -> str:
+        sep = {"beats": ">", "not-beats": "!>", "close": "~", "diminishing": ">>", "advantage": "+"}[
+            self.kind
+        ]
+        if self.kind == "advantage":
+            return f"{ADVANTAGE[2]}-advantage"
+        return (
+            sep.join(self.methods)
+            + ("" if self.metrics == TESTED else f"[{','.join(self.metrics)}]")
+            + ("" if self.set == "eval" else f"@{self.set}")
+        )
+
+    @property
+    def statement(self) -> str:
+        if self.text:
+            return self.text
+        where = SET_TITLES.get(self.set, self.set)
+        names = ", ".join(self.metrics)
+        a = self.methods[0]
+        if self.kind == "beats":
+            body = f"{a} beats {self.methods[1]} on {names} on the {where} (Wilcoxon p < {ALPHA})"
+        elif self.kind == "not-beats":
+            body = (
+                f"{a} does not beat {self.methods[1]} on all of {names} on the {where} (Wilcoxon p < {ALPHA})"
             )
-    c, r, name = ADVANTAGE
-    if c in labels and r in labels:
-        claims.append(
-            (
-                f"{name}-advantage",
+        elif self.kind == "close":
+            body = (
+                f"{a} is close to {self.methods[1]} on {names} on the {where} (mean difference within "
+                f"{100 * self.margin:g} % of {self.methods[1]}'s mean)"
+            )
+        elif self.kind == "diminishing":
+            base, mid, top = self.methods
+            body = (
+                f"{top} adds little over {mid} on {names} on the {where} (its mean gain is at most "
+                f"{100 * self.margin:g} % of {mid}'s gain over {base})"
+            )
+        else:
+            c, r, name = ADVANTAGE
+            body = (
                 f"the {metric(name).label} advantage of {c} over {r} is larger on the hard set than on the "
-                f"evaluation set (Mann-Whitney U p < {ALPHA})",
+                f"evaluation set (Mann-Whitney U p < {ALPHA})"
+            )
+        return body + (f" [{self.source}]" if self.source else "")
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (challenger, reference) pairs whose paired tests the claim rests on."""
+        if self.kind == "diminishing":
+            base, mid, top = self.methods
+            return [(mid, base), (top, mid)]
+        if self.kind == "advantage":
+            return []
+        return [(self.methods[0], self.methods[1])]
+
+
+CLAIM_KINDS = ("beats", "not-beats", "close", "diminishing", "advantage")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A named comparison: the methods it runs, the claims it tests, where the claims come from.
+
+    Shipped plans are TOML files in ``egain/presets/compare/`` (``egain compare --plan NAME``); a
+    path to such a file works as well. Keys: ``title``, ``description``, ``methods`` (labels, see
+    :func:`egain.workflows.bundled.parse_spec`; ``$ZOO_RUNS`` in a checkpoint path is the folder of
+    ``scripts/train_zoo.sh``'s runs, for ablation models that are not bundled), optional ``sets``
+    and ``n``, and ``[[claims]]`` tables with the fields of :class:`Claim` (``kind``, ``methods``,
+    ``metrics``, ``set``, ``margin``, ``source``, ``text``).
+    """
+
+    name: str
+    title: str
+    description: str
+    methods: tuple[str, ...]
+    claims: tuple[Claim, ...]
+    sets: tuple[str, ...] = SETS
+    n: int | None = None
+
+
+PLANS_DIR = Path(__file__).resolve().parent.parent / "presets" / "compare"
+
+
+def available_plans() -> list[str]:
+    return sorted(p.stem for p in PLANS_DIR.glob("*.toml"))
+
+
+def load_plan(name: str | os.PathLike) -> Plan:
+    """A shipped plan by name, or a plan file; one-line errors for unknown names and bad fields."""
+    from egain.presets import _toml_load
+
+    path = Path(name)
+    if not path.suffix:
+        path = PLANS_DIR / f"{name}.toml"
+        if not path.exists():
+            raise InputError(
+                f"unknown comparison plan {str(name)!r}; shipped plans: {', '.join(available_plans())}"
+            )
+    elif not path.is_file():
+        raise InputError(f"comparison plan file {str(path)!r} does not exist")
+    try:
+        data = _toml_load(path)
+    except Exception as exc:  # tomllib.TOMLDecodeError and OSError: one line
+        raise InputError(f"comparison plan {str(path)!r} is not valid TOML: {exc}") from None
+    runs = os.environ.get("ZOO_RUNS", "runs")
+    methods = tuple(str(m).replace("$ZOO_RUNS", runs) for m in data.get("methods", ()))
+    if not methods:
+        raise InputError(f"comparison plan {str(path)!r} lists no methods")
+    claims = []
+    for i, c in enumerate(data.get("claims", ())):
+        kind = c.get("kind")
+        if kind not in CLAIM_KINDS:
+            raise InputError(
+                f"{path.name}: claim {i + 1} has kind {kind!r}; expected one of {', '.join(CLAIM_KINDS)}"
+            )
+        want = 3 if kind == "diminishing" else 2
+        ms = tuple(c.get("methods", ()))
+        if len(ms) != want:
+            raise InputError(
+                f"{path.name}: a {kind} claim names {want} methods, claim {i + 1} names {len(ms)}"
+            )
+        bad = [m for m in c.get("metrics", ()) if m not in METRICS]
+        if bad:
+            raise InputError(
+                f"{path.name}: claim {i + 1}: unknown metric(s) {bad}; known: {', '.join(METRICS)}"
+            )
+        claims.append(
+            Claim(
+                kind,
+                ms,
+                tuple(c.get("metrics", TESTED)),
+                c.get("set", "eval"),
+                float(c.get("margin", 0.0)),
+                c.get("source", ""),
+                c.get("text", ""),
             )
         )
+    return Plan(
+        path.stem,
+        data.get("title", path.stem),
+        data.get("description", ""),
+        methods,
+        tuple(claims),
+        tuple(data.get("sets", SETS)),
+        data.get("n"),
+    )
+
+
+def default_claims(labels: Sequence[str]) -> list[Claim]:
+    """The README comparison's claims that the chosen methods allow (seeds/000, Table I and Fig. 3)."""
+    claims = [Claim("beats", (c, r)) for c, r in CONTRASTS if c in labels and r in labels]
+    c, r, _ = ADVANTAGE
+    if c in labels and r in labels:
+        claims.append(Claim("advantage", (c, r)))
     return claims
 
 
-def _judge(key: str, tests: Sequence[dict], advantage: dict | None, min_n: int) -> dict | None:
+def _claim_texts(labels: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, statement) of every default claim the chosen methods allow."""
+    return [(c.key, c.statement) for c in default_claims(labels)]
+
+
+def _judge(claim: Claim, tests: Sequence[dict], advantage: dict | None, min_n: int) -> dict | None:
     """One claim on one seed (or pooled): {"verdict": holds | does not hold | too few images,
     "n": images it rests on, "detail": what failed, or the numbers}."""
-    if key.endswith("-advantage"):
+    if claim.kind == "advantage":
         if advantage is None:
             return None
         n = min(advantage["n_hard"], advantage["n_normal"])
         ok = advantage["difference"] > 0 and advantage["p_greater"] < ALPHA
         detail = f"Δ {format_number(advantage['difference'], 4)}, p {format_p(advantage['p_greater'])}"
     else:
-        c, r = key.split(">", 1)
-        rows = [t for t in tests if t["set"] == "eval" and (t["challenger"], t["reference"]) == (c, r)]
-        if not rows:
+
+        def rows_of(c: str, r: str) -> dict[str, dict]:
+            return {
+                t["metric"]: t
+                for t in tests
+                if t["set"] == claim.set
+                and (t["challenger"], t["reference"]) == (c, r)
+                and t["metric"] in claim.metrics
+            }
+
+        per_pair = [rows_of(c, r) for c, r in claim.pairs()]
+        if any(len(rows) < len(claim.metrics) for rows in per_pair):
             return None
-        n = min(t["n"] for t in rows)
-        failed = [t["metric"] for t in rows if not (t["mean_diff"] > 0 and t["p_two_sided"] < ALPHA)]
-        ok = not failed
-        detail = f"fails for {', '.join(failed)}" if failed else ""
+        n = min(t["n"] for rows in per_pair for t in rows.values())
+        failed = []
+        for name in claim.metrics:
+            first = per_pair[0][name]
+            if claim.kind in ("beats", "not-beats"):
+                good = first["mean_diff"] > 0 and first["p_two_sided"] < ALPHA
+            elif claim.kind == "close":
+                ref = abs(first.get("mean_reference", math.nan))
+                good = abs(first["mean_diff"]) <= claim.margin * ref
+            else:  # diminishing: gain of top over mid <= margin * (gain of mid over base)
+                gain_mid, gain_top = first["mean_diff"], per_pair[1][name]["mean_diff"]
+                good = gain_top <= claim.margin * max(gain_mid, 0.0)
+            if not good:
+                failed.append(name)
+        if claim.kind == "not-beats":
+            ok = bool(failed)
+            detail = f"not better on {', '.join(failed)}" if failed else "better on every metric"
+        else:
+            ok = not failed
+            detail = f"fails for {', '.join(failed)}" if failed else ""
+            if claim.kind == "diminishing":
+                detail = "; ".join(
+                    f"{m}: {format_number(per_pair[1][m]['mean_diff'], metric(m).digits)} vs "
+                    f"{format_number(per_pair[0][m]['mean_diff'], metric(m).digits)}"
+                    for m in claim.metrics
+                ) + (f" (fails for {', '.join(failed)})" if failed else "")
     if n < min_n:
         return {"verdict": TOO_FEW, "n": n, "detail": f"too few images (n={n}) for a verdict"}
     return {"verdict": HOLDS if ok else FAILS, "n": n, "detail": detail}
@@ -327,9 +536,11 @@ def claim_verdicts(
     seeds: Sequence[int],
     labels: Sequence[str],
     min_n: int = MIN_N,
+    claims: Sequence[Claim] | None = None,
 ) -> list[dict]:
     """Each claim judged per seed and pooled, with its replication count and overall verdict.
 
+    ``claims``: the claims under test (default :func:`default_claims` of ``labels``).
     ``tests`` / ``advantages`` are records with a ``seed`` key (an int, or "pooled"). The overall
     verdict: *holds* when the claim holds on every seed and pooled, with at least two seeds;
     *does not hold* when it holds on none and not pooled; *does not replicate* otherwise; *no
@@ -337,11 +548,12 @@ def claim_verdicts(
     (then it says what that seed showed).
     """
     out = []
-    for key, statement in _claim_texts(labels):
+    for claim in default_claims(labels) if claims is None else claims:
+        key, statement = claim.key, claim.statement
         per: dict[str, dict] = {}
         for s in [*seeds, POOLED]:
             adv = next((a for a in advantages if a["seed"] == s), None)
-            judged = _judge(key, [t for t in tests if t["seed"] == s], adv, min_n)
+            judged = _judge(claim, [t for t in tests if t["seed"] == s], adv, min_n)
             if judged is not None:
                 per[str(s)] = judged
         if not per:
@@ -614,8 +826,14 @@ def run_compare(
     n_boot: int = 2000,
     min_n: int = MIN_N,
     progress: bool = True,
+    claims: Sequence[Claim] | None = None,
+    title: str | None = None,
 ) -> CompareResult:
-    """Run the whole comparison into ``out`` (see the module docstring)."""
+    """Run the whole comparison into ``out`` (see the module docstring).
+
+    ``claims``: the claims to test (default: the README comparison's, :func:`default_claims`);
+    claims naming a method that is not run are left out. ``title``: a first line of the report
+    (a plan's title and source)."""
     from egain.metrics.evaluate import evaluate_folders
     from egain.runtime.runinfo import git_commit, hardware_description
     from egain.utils.device import resolve_device
@@ -637,6 +855,8 @@ def run_compare(
     commit = git_commit()  # the code that runs: taken now, not when the long run ends
     models = {label_name(label): load_bundled(label, dev) for label in labels}
     labels = list(models)
+    if claims is not None:
+        claims = [c for c in claims if set(c.methods) <= set(labels)]
     sizes = {int(m.input_size) for m in models.values()}
     if size is None:
         if len(sizes) != 1:
@@ -701,15 +921,15 @@ def run_compare(
     for seed in seed_list:
         seed_runs = {s: {m: [r] for m, r in runs[seed][s].items()} for s in set_names}
         table += combined_rows(per_seed[seed], seed_runs, seed)
-        tests += contrast_tests(per_seed[seed], labels, seed)
+        tests += contrast_tests(per_seed[seed], labels, seed, claims)
         a = hard_set_advantage(per_seed[seed], labels, seed, n_boot)
         advantages += [a] if a else []
     all_runs = {s: {m: [runs[seed][s][m] for seed in seed_list] for m in labels} for s in set_names}
     table += combined_rows(pooled, all_runs, POOLED)
-    tests += contrast_tests(pooled, labels, POOLED)
+    tests += contrast_tests(pooled, labels, POOLED, claims)
     a = hard_set_advantage(pooled, labels, POOLED, n_boot)
     advantages += [a] if a else []
-    claims = claim_verdicts(tests, advantages, seed_list, labels, min_n)
+    claims_run = claim_verdicts(tests, advantages, seed_list, labels, min_n, claims)
     warnings = _sample_warnings(table, seed_list, min_n)
 
     files: dict[str, Path] = {}
@@ -717,11 +937,12 @@ def run_compare(
     files["table_csv"] = _write_records(out / "comparison.csv", table)
     files["stats_csv"] = _write_records(out / "stats.csv", tests)
     files["advantage_csv"] = _write_records(out / "advantage.csv", advantages)
-    files["claims_csv"] = _write_records(out / "claims.csv", [_claim_row(c, seed_list) for c in claims])
+    files["claims_csv"] = _write_records(out / "claims.csv", [_claim_row(c, seed_list) for c in claims_run])
     first = runs[seed_list[0]]
     counts = ", ".join(f"{SET_TITLES[s]}: {first[s][labels[0]].images} images" for s in set_names)
     command = command or f"egain compare --out {out}"
-    header = [
+    header = [f"**{title}**"] if title else []
+    header += [
         f"Produced by `{command}` at commit {_short_commit(commit)} on {hardware_description(dev)}; "
         f"seeds {', '.join(map(str, seed_list))} (independent draws of held-out identities), per seed {counts}; "
         f"{size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
@@ -730,7 +951,9 @@ def run_compare(
         "MAE on intensities in [0, 1]; time: `invert` per image on the device above, after a warm-up; "
         "parameters: whole model with the generator (encoders and fusion only in brackets).",
     ]
-    markdown = _document(header, warnings, table, tests, advantages, claims, seed_list, metrics, notes, min_n)
+    markdown = _document(
+        header, warnings, table, tests, advantages, claims_run, seed_list, metrics, notes, min_n
+    )
     files["table_md"] = atomic_write_text(
         out / "comparison.md", markdown + "\n![box plots](plots/boxplots.png)\n"
     )
@@ -746,7 +969,7 @@ def run_compare(
         "table": table,
         "tests": tests,
         "advantages": advantages,
-        "claims": claims,
+        "claims": claims_run,
         "warnings": warnings,
         "notes": notes,
         "wall_time_s": time.perf_counter() - t_start,
@@ -782,7 +1005,9 @@ def run_compare(
         )
         update_readme(readme, block)
         files["readme"] = readme
-    return CompareResult(out, table, tests, advantages, claims, seed_list, files, markdown, metrics, warnings)
+    return CompareResult(
+        out, table, tests, advantages, claims_run, seed_list, files, markdown, metrics, warnings
+    )
 
 
 def _claim_row(claim: dict, seeds: Sequence[int]) -> dict:
