@@ -530,6 +530,30 @@ def _judge(claim: Claim, tests: Sequence[dict], advantage: dict | None, min_n: i
     return {"verdict": HOLDS if ok else FAILS, "n": n, "detail": detail}
 
 
+def replicated_verdict(per: Mapping[str, dict], seeds: Sequence[int], min_n: int) -> dict[str, Any]:
+    """The overall verdict of one claim from its per-seed and pooled verdicts (``per`` keyed by
+    ``str(seed)`` and ``"pooled"``), by the rule of :func:`egain.workflows.compare.claim_verdicts`:
+    *holds* on every seed and pooled with at least two seeds, *does not hold* on none and not pooled,
+    *does not replicate* otherwise; *no verdict* with too few images, *not replicated* on one seed.
+    (``egain evaluate-edits`` judges its claims by the same rule.)
+    """
+    seed_verdicts = [per[str(s)]["verdict"] for s in seeds if str(s) in per]
+    pooled = per.get(POOLED, {"verdict": TOO_FEW})["verdict"]
+    k = sum(v == HOLDS for v in seed_verdicts)
+    if TOO_FEW in seed_verdicts or pooled == TOO_FEW:
+        n = min(v["n"] for v in per.values())
+        overall = f"no verdict: too few images (n={n} per set and seed; at least {min_n} needed)"
+    elif len(seeds) < 2:
+        overall = f"not replicated: {per[str(seeds[0])]['verdict']} on the one seed run"
+    elif k == len(seeds) and pooled == HOLDS:
+        overall = HOLDS
+    elif k == 0 and pooled != HOLDS:
+        overall = FAILS
+    else:
+        overall = "does not replicate"
+    return {"holds_on": k, "seeds": len(seeds), "pooled": pooled, "verdict": overall}
+
+
 def claim_verdicts(
     tests: Sequence[dict],
     advantages: Sequence[dict],
@@ -558,29 +582,13 @@ def claim_verdicts(
                 per[str(s)] = judged
         if not per:
             continue
-        seed_verdicts = [per[str(s)]["verdict"] for s in seeds if str(s) in per]
-        pooled = per.get(POOLED, {"verdict": TOO_FEW})["verdict"]
-        k = sum(v == HOLDS for v in seed_verdicts)
-        if TOO_FEW in seed_verdicts or pooled == TOO_FEW:
-            n = min(v["n"] for v in per.values())
-            overall = f"no verdict: too few images (n={n} per set and seed; at least {min_n} needed)"
-        elif len(seeds) < 2:
-            overall = f"not replicated: {per[str(seeds[0])]['verdict']} on the one seed run"
-        elif k == len(seeds) and pooled == HOLDS:
-            overall = HOLDS
-        elif k == 0 and pooled != HOLDS:
-            overall = FAILS
-        else:
-            overall = "does not replicate"
+        summary = replicated_verdict(per, seeds, min_n)
         out.append(
             {
                 "claim": key,
                 "statement": statement,
                 "per_seed": per,
-                "holds_on": k,
-                "seeds": len(seeds),
-                "pooled": pooled,
-                "verdict": overall,
+                **summary,
             }
         )
     return out
@@ -934,10 +942,10 @@ def run_compare(
 
     files: dict[str, Path] = {}
     files.update(write_boxplots(pooled, metrics, out / "plots"))
-    files["table_csv"] = _write_records(out / "comparison.csv", table)
-    files["stats_csv"] = _write_records(out / "stats.csv", tests)
-    files["advantage_csv"] = _write_records(out / "advantage.csv", advantages)
-    files["claims_csv"] = _write_records(out / "claims.csv", [_claim_row(c, seed_list) for c in claims_run])
+    files["table_csv"] = write_records(out / "comparison.csv", table)
+    files["stats_csv"] = write_records(out / "stats.csv", tests)
+    files["advantage_csv"] = write_records(out / "advantage.csv", advantages)
+    files["claims_csv"] = write_records(out / "claims.csv", [claim_row(c, seed_list) for c in claims_run])
     first = runs[seed_list[0]]
     counts = ", ".join(f"{SET_TITLES[s]}: {first[s][labels[0]].images} images" for s in set_names)
     command = command or f"egain compare --out {out}"
@@ -1010,7 +1018,7 @@ def run_compare(
     )
 
 
-def _claim_row(claim: dict, seeds: Sequence[int]) -> dict:
+def claim_row(claim: dict, seeds: Sequence[int]) -> dict:
     """A flat claims.csv record: the verdict per seed and pooled, the count and the overall verdict."""
     row = {"claim": claim["claim"], "statement": claim["statement"]}
     for s in [*seeds, POOLED]:
@@ -1020,7 +1028,7 @@ def _claim_row(claim: dict, seeds: Sequence[int]) -> dict:
     return row
 
 
-def _write_records(path: Path, rows: Sequence[dict]) -> Path:
+def write_records(path: Path, rows: Sequence[dict]) -> Path:
     """A CSV of records whose columns are every key, in first-seen order."""
     return write_csv(path, list(dict.fromkeys(k for r in rows for k in r)), rows)
 

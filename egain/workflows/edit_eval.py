@@ -49,11 +49,12 @@ from egain.workflows.compare import (
     MIN_N,
     POOLED,
     TOO_FEW,
-    _claim_row,
-    _write_records,
+    claim_row,
     claims_markdown,
     parse_seeds,
+    replicated_verdict,
     verdict_lines,
+    write_records,
 )
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
     "image_scores",
     "parse_seeds",
     "pooled_rows",
-    "replicated_verdict",
     "run_edit_evaluation",
 ]
 
@@ -225,32 +225,6 @@ def judge(tests: Sequence[dict], min_n: int) -> dict | None:
             for t in tests
         )
     return {"verdict": FAILS if failed else HOLDS, "n": n, "detail": detail}
-
-
-def replicated_verdict(per: Mapping[str, dict], seeds: Sequence[int], min_n: int) -> dict[str, Any]:
-    """The overall verdict of one claim from its per-seed and pooled verdicts (``per`` keyed by
-    ``str(seed)`` and ``"pooled"``), by the rule of :func:`egain.workflows.compare.claim_verdicts`:
-    *holds* on every seed and pooled with at least two seeds, *does not hold* on none and not pooled,
-    *does not replicate* otherwise; *no verdict* with too few images, *not replicated* on one seed.
-
-    (compare.py keeps the same rule inline in ``claim_verdicts``; tests/test_edit_eval.py checks the
-    two agree.)
-    """
-    seed_verdicts = [per[str(s)]["verdict"] for s in seeds if str(s) in per]
-    pooled = per.get(POOLED, {"verdict": TOO_FEW})["verdict"]
-    k = sum(v == HOLDS for v in seed_verdicts)
-    if TOO_FEW in seed_verdicts or pooled == TOO_FEW:
-        n = min(v["n"] for v in per.values())
-        overall = f"no verdict: too few images (n={n} per set and seed; at least {min_n} needed)"
-    elif len(seeds) < 2:
-        overall = f"not replicated: {per[str(seeds[0])]['verdict']} on the one seed run"
-    elif k == len(seeds) and pooled == HOLDS:
-        overall = HOLDS
-    elif k == 0 and pooled != HOLDS:
-        overall = FAILS
-    else:
-        overall = "does not replicate"
-    return {"holds_on": k, "seeds": len(seeds), "pooled": pooled, "verdict": overall}
 
 
 def edit_claims(
@@ -414,12 +388,12 @@ def run_edit_evaluation(
     # the top level: the pooled report in the single-draw layout, then the multi-seed files
     pooled_result = {**first_result, "rows": rows, "per_image": all_images, "region": region}
     files.update(write_edit_report(pooled_result, out, per_image_columns=("seed",)))
-    files["by_seed"] = _write_records(out / "edit_scores_by_seed.csv", rows_by_seed)
+    files["by_seed"] = write_records(out / "edit_scores_by_seed.csv", rows_by_seed)
     if tests:
-        files["tests"] = _write_records(out / "edit_tests.csv", tests)
-    files["claims"] = _write_records(
+        files["tests"] = write_records(out / "edit_tests.csv", tests)
+    files["claims"] = write_records(
         out / "claims.csv",
-        [_claim_row(c, seed_list) for c in claims]
+        [claim_row(c, seed_list) for c in claims]
         or [{"claim": "", "statement": "no claim applies to these methods", "verdict": ""}],
     )
     md = _summary(rows, per_seed_rows, tests, claims, seed_list, n, region, min_n)
