@@ -146,7 +146,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _method_args(q)
     q.add_argument(
-        "--input", required=True, help="frame folder, .gif or .mp4 (mp4: pip install 'egain[video]')"
+        "--input",
+        required=True,
+        nargs="+",
+        help="frame folder, .gif or .mp4 (mp4: pip install 'egain[video]'); several clips are averaged",
+    )
+    q.add_argument(
+        "--methods",
+        default=None,
+        help="compare methods instead of --method: comma list of bundled labels (e4e,hfgi,egain,...) or "
+        "NAME=CHECKPOINT (any registered method, zoo:NAME or a path), as 'egain compare --methods'",
     )
     q.add_argument(
         "--smooth",
@@ -321,13 +330,17 @@ def _video(args: argparse.Namespace) -> int:
 
     from egain.applications.video import invert_video, read_frames, write_video
 
+    if args.methods is not None:
+        return _video_compare(args)
     out, m = _out(args), _load(args)
-    frames = read_frames(args.input, m.input_size, args.max_frames)
-    emb = None
-    if args.id_net and args.id_net != "none":
-        from egain.faces import load_embedder
+    emb = _video_embedder(args, m.device)
+    if len(args.input) > 1:
+        from egain.errors import InputError
 
-        emb = load_embedder(args.id_net, device=m.device)
+        raise InputError(
+            "several --input clips are for comparisons: add --methods (e.g. --methods e4e,egain)"
+        )
+    frames = read_frames(args.input[0], m.input_size, args.max_frames)
     recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
     write_video(recon, out / f"reconstruction.{args.format}", args.fps, 2)
     write_video(torch.cat([frames, recon], -1), out / f"side_by_side.{args.format}", args.fps, 2)
@@ -336,6 +349,74 @@ def _video(args: argparse.Namespace) -> int:
         {"method": args.method, "frames": int(frames.shape[0]), "smooth": args.smooth, **metrics},
     )
     return 0
+
+
+def _video_embedder(args: argparse.Namespace, device):
+    if not args.id_net or args.id_net == "none":
+        return None
+    from egain.faces import load_embedder
+
+    return load_embedder(args.id_net, device=device)
+
+
+def _video_compare(args: argparse.Namespace) -> int:
+    """``egain apply video --methods A,B,..``: every method on every clip; per-clip and mean metrics."""
+    import torch
+
+    from egain.applications.video import invert_video, read_frames, write_video
+    from egain.errors import InputError
+    from egain.utils.device import resolve_device
+    from egain.workflows.bundled import label_name, load_bundled, parse_labels
+
+    if args.checkpoint:
+        raise InputError("--checkpoint names one model; with --methods give NAME=CHECKPOINT labels")
+    labels = parse_labels(args.methods, ())
+    if not labels:
+        raise InputError("--methods is empty; give a comma list such as e4e,hfgi,egain")
+    out = _out(args)
+    device = resolve_device(args.device)
+    models = {label_name(lb): load_bundled(lb, device) for lb in labels}
+    emb = _video_embedder(args, device)
+    results: dict[str, list[dict[str, float]]] = {n: [] for n in models}
+    for clip in args.input:
+        stem = Path(clip).stem or Path(clip).name
+        columns, size = [], None
+        for name, m in models.items():
+            frames = read_frames(clip, m.input_size, args.max_frames)
+            recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
+            results[name].append(metrics)
+            if size is None:
+                size = m.input_size
+                columns.append(frames)
+            columns.append(_resize_clip(recon, size))
+        write_video(torch.cat(columns, -1), out / f"side_by_side_{stem}.{args.format}", args.fps, 2)
+    means = {n: {k: sum(p[k] for p in per) / len(per) for k in per[0]} for n, per in results.items()}
+    _write_json(
+        out / "temporal.json",
+        {
+            "methods": labels,
+            "clips": list(args.input),
+            "smooth": args.smooth,
+            "id_net": args.id_net,
+            "mean": means,
+            "per_clip": results,
+        },
+    )
+    keys = [k for k in ("tc_error", "tc_ratio", "psnr", "latent_step", "delta_flicker", "id_drift", "id_sim")]
+    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for n, mean in means.items():
+        lines.append(f"| {n} | " + " | ".join(f"{mean[k]:.4f}" if k in mean else "-" for k in keys) + " |")
+    (out / "temporal.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _resize_clip(clip, size: int):
+    import torch.nn.functional as F
+
+    if clip.shape[-1] == size:
+        return clip
+    return F.interpolate(clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _restore(args: argparse.Namespace) -> int:
