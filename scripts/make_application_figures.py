@@ -37,6 +37,11 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=6)
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--restoration-iters", type=int, default=300)
+    ap.add_argument(
+        "--video-methods",
+        default=",".join(BUNDLED),
+        help="video table: comma list of bundled labels or NAME=CHECKPOINT (as egain compare --methods)",
+    )
     args = ap.parse_args()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +103,10 @@ def main() -> None:
     vid: dict = {}
     strip = [clips[0][::4]]
     strip_labels = ["source"]
-    for n, m in models.items():
+    from egain.workflows.bundled import label_name, load_bundled, parse_labels
+
+    video_models = {label_name(lb): load_bundled(lb) for lb in parse_labels(args.video_methods, BUNDLED)}
+    for n, m in video_models.items():
         for smooth in (0.0, 1.0):
             per = []
             for i, c in enumerate(clips):

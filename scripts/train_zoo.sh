@@ -9,6 +9,8 @@
 #           -> e2style-stylegan2 (stage 2 on the frozen stage 1) -> e2style-s3-stylegan2 (stage 3)
 #           -> e2style-s2abs-stylegan2 (Table I's 2Stage*: stage 2 predicts the absolute code)
 #           -> dse-stylegan2, dse-nossim-stylegan2 (Table V ablation), dse-swagan
+#        -> restoration/translation encoders (issue 17): METHOD-MODE-stylegan2 for METHOD in e4e, psp,
+#           e2style and MODE in colorize, inpaint, superres, sketch, parsing (parsing needs data-parsing)
 #   (the encoder family gets the e4e budget, 6000 steps at batch 8 -- for ReStyle, whose step costs ~5x,
 #   the same CPU time: 1200 steps -- so the comparison is fair; a stage
 #   trained on top of frozen earlier stages gets 3000, like the delta methods on top of e4e)
@@ -25,6 +27,7 @@ RUNS=${ZOO_RUNS:-/work/runs}
 export OMP_NUM_THREADS=${ZOO_THREADS:-1} MKL_NUM_THREADS=${ZOO_THREADS:-1}
 mkdir -p "$DATA" "$RUNS"
 TRAIN="$DATA/sf-train-64"
+TRAIN_PARSING="$DATA/sf-train-64-parsing"  # the same images with their parsing maps (--corrupt parsing)
 # Later stages read earlier results from the zoo (bundle a stage with `add` before the next needs it),
 # so a stage can run in a later session, after the run folders of the earlier ones are gone.
 ZOO=egain/zoo/weights
@@ -53,11 +56,26 @@ PROGRESSIVE=(--progressive-start 300 --progressive-every 100)
 # that faces-arcface-64 replaced; pass its file to keep a new method comparable with them)
 ID=(--id-net "${ZOO_ID_NET:-synthfaces-arcface}")
 
+restoration() {  # restoration METHOD MODE: egain train --corrupt MODE on e4e's budget, data and generator
+  local method=$1 mode=$2 data=$TRAIN extra=()
+  case "$method" in
+    e4e) extra=("${PROGRESSIVE[@]}") ;;
+    e2style) extra=(--stages 1) ;;  # one stage: the bundled e2style's own budget would add a frozen stage 2
+  esac
+  # translation (sketch, parsing) has no identity to keep in its input: no ID loss, as pSp's seg-to-face
+  case "$mode" in sketch | parsing) extra+=(--lambda-id 0) ;; *) extra+=("${ID[@]}") ;; esac
+  [ "$mode" = parsing ] && data=$TRAIN_PARSING
+  TRAIN=$data inversion "$method-$mode" "$method" stylegan2 "${E4E_ITERS:-6000}" "${extra[@]}" --corrupt "$mode"
+}
+
 stage() {
   case "$1" in
     data)
       [ -f "$TRAIN/labels.jsonl" ] || egain data synthfaces --out "$TRAIN" \
         --identities 2500 --per-identity 8 --size 64 --seed 0 --split train --workers 2 ;;
+    data-parsing)
+      [ -f "$TRAIN_PARSING/labels.jsonl" ] || egain data synthfaces --out "$TRAIN_PARSING" \
+        --identities 2500 --per-identity 8 --size 64 --seed 0 --split train --workers 2 --parsing ;;
     gan-swagan) gan swagan ;;
     gan-stylegan2) gan stylegan2 ;;
     faces-arcface) faces arcface ;;
@@ -89,6 +107,10 @@ stage() {
     dse-nossim-stylegan2) inversion dse-nossim dse stylegan2 "${E4E_ITERS:-6000}" --lr 0.0015 \
       --perceptual-net "${ID[1]}" --lambda-ssim 0 ;;
     dse-swagan) inversion dse dse swagan "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net "${ID[1]}" ;;
+    # restoration and translation encoders (seeds/004 Alg. 5/6), e.g. e2style-parsing-stylegan2
+    *-colorize-stylegan2 | *-inpaint-stylegan2 | *-superres-stylegan2 | *-sketch-stylegan2 | *-parsing-stylegan2)
+      local s=${1%-stylegan2}
+      restoration "${s%-*}" "${s##*-}" ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }

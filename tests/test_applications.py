@@ -199,3 +199,17 @@ def test_egain_apply_end_to_end(tmp_path, faces):
     assert main(args) == 0
     tc = json.loads((tmp_path / "v" / "temporal.json").read_text())
     assert tc["frames"] == 6 and "id_drift" in tc and (tmp_path / "v" / "reconstruction.gif").exists()
+    # the comparison: any bundled labels (and NAME=CHECKPOINT) over several clips, means per method
+    assert main(["data", "synthfaces-sequence", "--out", str(seq), "--identities", "5", "--frames", "6"]) == 0
+    clips = [str(seq / "id00004"), str(seq / "id00005")]
+    args = ["apply", "video", "--methods", "e4e,e2style,egain=zoo:egain-swagan-64", "--input", *clips]
+    args += ["--out", str(tmp_path / "vc"), "--id-net", "none"]
+    assert main(args) == 0
+    tc = json.loads((tmp_path / "vc" / "temporal.json").read_text())
+    assert list(tc["mean"]) == ["e4e", "e2style", "egain"] and len(tc["per_clip"]["egain"]) == 2
+    assert "delta_flicker" in tc["mean"]["egain"] and "delta_flicker" not in tc["mean"]["e4e"]
+    assert (tmp_path / "vc" / "side_by_side_id00005.gif").exists()
+    assert "| e2style |" in (tmp_path / "vc" / "temporal.md").read_text()
+    assert (
+        main(["apply", "video", "--methods", "nope", "--input", clips[0], "--out", str(tmp_path / "x")]) != 0
+    )

@@ -105,3 +105,157 @@ def test_methods_without_a_target_hook_are_refused(files, tmp_path, capsys):
     args += ["--out", str(tmp_path / "r"), "--iters", "1", "--device", "cpu", "--corrupt", "colorize"]
     assert main(args) != 0
     assert "accepts_target" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# translation from parsing maps (--corrupt parsing)
+
+
+def test_parsing_input_is_one_hot_and_flips_swap_sides():
+    from egain.applications.restoration import (
+        Corruption,
+        mirror_parsing,
+        pack_parsing,
+        parsing_input,
+        parsing_picture,
+    )
+    from egain.data.synthfaces.parsing import CLASS_INDEX, PARSING_CLASSES, PARSING_PALETTE
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randint(0, len(PARSING_CLASSES), (2, 5, 7), generator=g)
+    x = parsing_input(maps)
+    ref = torch.zeros(2, len(PARSING_CLASSES), 5, 7)
+    for n in range(2):
+        for h in range(5):
+            for w in range(7):
+                ref[n, int(maps[n, h, w]), h, w] = 1.0
+    assert x.shape == (2, 22, 5, 7) and torch.equal(x, ref)
+    assert torch.equal(parsing_input(maps.float().unsqueeze(1)), ref)  # a float plane works too
+    with pytest.raises(InputError, match="class"):
+        parsing_input(torch.full((1, 2, 2), 22))
+    # the picture is the palette colour of each pixel's class
+    pic = parsing_picture(x)
+    want = torch.from_numpy(PARSING_PALETTE[maps.numpy()].astype("float32")).permute(0, 3, 1, 2) / 127.5 - 1
+    assert torch.allclose(pic, want)
+    # a flip moves the image's left eye to the right: its class becomes right_eye
+    m = torch.zeros(1, 4, 4, dtype=torch.long)
+    m[0, 1, 0] = CLASS_INDEX["left_eye"]
+    m[0, 2, 3] = CLASS_INDEX["hair"]
+    f = mirror_parsing(m)
+    assert int(f[0, 1, 3]) == CLASS_INDEX["right_eye"] and int(f[0, 2, 0]) == CLASS_INDEX["hair"]
+    assert torch.equal(mirror_parsing(f), m)
+    # the trainer's view: (image + map plane) batches split into (one-hot input, clean image)
+    imgs = smooth_images(2, 8)
+    maps8 = torch.randint(0, 22, (2, 8, 8), generator=g)
+    mode = Corruption("segmentation")  # the alias
+    assert mode.mode == "parsing" and mode.needs_maps and mode.input_channels == 22
+    packed = pack_parsing(imgs, maps8)
+    inp, clean = mode.split(packed)
+    assert torch.equal(clean, imgs) and torch.equal(inp, parsing_input(maps8))
+    inp_f, clean_f = mode.split(mode.mirror(packed))
+    assert torch.equal(clean_f, imgs.flip(-1)) and torch.equal(inp_f, parsing_input(mirror_parsing(maps8)))
+    with pytest.raises(InputError, match="maps"):
+        mode.split(imgs)
+    with pytest.raises(InputError, match="label maps"):
+        corrupt(imgs, "parsing")
+
+
+@pytest.fixture(scope="module")
+def parsing_files(files, tmp_path_factory):
+    from egain.data.synthfaces import write_synthfaces
+
+    root = tmp_path_factory.mktemp("parsing")
+    write_synthfaces(root / "data", 6, 2, 16, parsing=True, show_progress=False)
+    return {**files, "pdata": root / "data"}
+
+
+PARSING_CONFIGS = {
+    "e4e": {"basic_encoder": TINY_BASIC},
+    "psp": {"encoder": SMALL},
+    "e2style": {"stages": 1, "encoder": {"units": (1, 1, 1), "widths": (8, 16, 16)}},
+}
+
+
+def _train_args(name: str, gen, data, out, mode: str = "parsing") -> list[str]:
+    args = ["train", "--method", name, "--generator", str(gen), "--data", str(data), "--out", str(out)]
+    args += ["--iters", "2", "--batch", "2", "--lambda-lpips", "0", "--lambda-id", "0", "--device", "cpu"]
+    args += ["--val-every", "2", "--ckpt-every", "2", "--corrupt", mode]
+    if name == "e2style":
+        args += ["--lambda-parse", "0"]
+    return args + ["--config", json.dumps(PARSING_CONFIGS.get(name, {"encoder": SMALL}))]
+
+
+@pytest.mark.parametrize("name", ["e4e", "psp", "e2style"])
+def test_parsing_translation_end_to_end(parsing_files, tmp_path, name):
+    """Train on a synthfaces folder with maps through the CLI, then translate and score its maps."""
+    run = tmp_path / "run"
+    assert main(_train_args(name, parsing_files["gen"], parsing_files["pdata"], run)) == 0
+    ckpt = torch.load(run / "model.pt", weights_only=False)
+    m = methods.create(name, checkpoint=run / "model.pt", memory_format=None)
+    assert m.input_nc == 22
+    # the encoder's first convolution takes the 22 one-hot channels
+    conv = next(v for k, v in m.named_parameters() if not k.startswith("generator.") and v.ndim == 4)
+    assert conv.shape[1] == 22, ckpt["config"]
+    out = tmp_path / "apply"
+    args = [
+        "apply",
+        "restore",
+        "--method",
+        name,
+        "--checkpoint",
+        str(run / "model.pt"),
+        "--corrupt",
+        "parsing",
+    ]
+    args += ["--input", str(parsing_files["pdata"]), "--out", str(out), "--id-net", "none"]
+    assert main(args) == 0
+    report = json.loads((out / "restoration.json").read_text())
+    assert report["n"] == 12 and {"psnr", "ssim"} <= set(report["restored"])
+    assert len(list((out / "restored").glob("*.png"))) == 12 and (out / "restoration.png").is_file()
+    # the translation of one map equals invert() on its one-hot input
+    from egain.applications.restoration import parsing_input
+    from egain.data.parsing_pairs import read_parsing_map
+
+    x = parsing_input(read_parsing_map(parsing_files["pdata"] / "id00000_v00_parsing.png", 16)[None])
+    assert m.invert(x).reconstruction.shape == (1, 3, 16, 16)
+
+
+def test_parsing_on_the_fly_synthfaces_and_maps_only_input(parsing_files, tmp_path):
+    run = tmp_path / "run"
+    args = _train_args("psp", parsing_files["gen"], "synthfaces:4x3,size=16", run, mode="segmentation")
+    assert main(args) == 0
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for p in sorted(parsing_files["pdata"].glob("*_parsing.png"))[:3]:
+        (maps / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "apply"
+    args = ["apply", "restore", "--method", "psp", "--checkpoint", str(run / "model.pt"), "--corrupt"]
+    args += ["parsing", "--input", str(maps), "--out", str(out)]
+    assert main(args) == 0  # maps without their images: translated, not scored
+    assert len(list((out / "restored").glob("*.png"))) == 3 and not (out / "restoration.json").exists()
+    # the default input: synthfaces eval images with their maps, scored with the ID net too
+    out = tmp_path / "eval"
+    args = ["apply", "restore", "--method", "psp", "--checkpoint", str(run / "model.pt"), "--corrupt"]
+    args += ["parsing", "--n", "4", "--out", str(out)]
+    assert main(args) == 0
+    assert "id" in json.loads((out / "restoration.json").read_text())["restored"]
+
+
+def test_parsing_errors_are_one_line(parsing_files, tmp_path, capsys):
+    # images without maps
+    args = _train_args("e4e", parsing_files["gen"], parsing_files["data"], tmp_path / "r")
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "no parsing map for 12 of 12 images" in err and "egain data synthfaces --parsing" in err
+    assert "Traceback" not in err
+    # a method whose encoder takes images only
+    args = _train_args("restyle-psp", parsing_files["gen"], parsing_files["pdata"], tmp_path / "r2")
+    assert main(args) != 0
+    assert "3-channel images only" in capsys.readouterr().err
+    # a folder without maps given to apply restore
+    m = methods.create("psp", generator=str(parsing_files["gen"]), encoder={**SMALL, "input_nc": 22})
+    m.save(tmp_path / "m.pt")
+    args = ["apply", "restore", "--method", "psp", "--checkpoint", str(tmp_path / "m.pt"), "--corrupt"]
+    args += ["parsing", "--input", str(parsing_files["data"]), "--out", str(tmp_path / "o")]
+    assert main(args) != 0
+    assert "holds no parsing maps" in capsys.readouterr().err

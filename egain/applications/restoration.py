@@ -15,7 +15,19 @@ Modes (all keep 3 channels so every encoder works unchanged; see ``docs/applicat
   factors larger than size/4 are dropped) with area averaging, then bilinear back to full size;
   ``superres:4`` (or ``superres:2,4``) fixes the factors;
 * ``sketch``: an edge sketch (Sobel magnitude of the luma, normalised per image, dark lines on
-  white), the synthfaces stand-in for pSp's pencil-sketch CelebA-HQ.
+  white), the synthfaces stand-in for pSp's pencil-sketch CelebA-HQ;
+* ``parsing`` (alias ``segmentation``): translation from the synthfaces parsing map, pSp's
+  seg-to-face. The input is not computed from the image but read from the exact per-pixel map
+  the renderer writes (``egain data synthfaces --parsing``, ``SynthFacesDataset(return_parsing=True)``):
+  one-hot, one {0, 1} channel per class of
+  :data:`~egain.data.synthfaces.parsing.PARSING_CLASSES` (22), as pSp's ``ToOneHot`` feeds its
+  ``input_nc`` = label count encoder. The encoder's first layer takes 22 channels
+  (``InversionMethod.input_channels_config``: e4e, pSp, E2Style).
+
+Training batches of the parsing mode carry the map as a fourth plane beside the RGB image
+(:func:`pack_parsing`), so the trainer's data order, flips and resume treat image and map as one
+tensor; :class:`Corruption` splits such a batch into (encoder input, clean target) and mirrors
+it (a flip swaps the left/right classes, which name the image's left and right).
 """
 
 from __future__ import annotations
@@ -27,18 +39,27 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from egain.data.synthfaces.parsing import CLASS_INDEX, PARSING_CLASSES, PARSING_PALETTE
 from egain.errors import InputError
 
-CORRUPTIONS = ("colorize", "inpaint", "superres", "sketch")
+CORRUPTIONS = ("colorize", "inpaint", "superres", "sketch", "parsing")
+#: other names accepted for a mode (``--corrupt segmentation`` is ``parsing``)
+ALIASES = {"segmentation": "parsing"}
 SUPERRES_FACTORS = (1, 2, 4, 8, 16)
 _LUMA = (0.299, 0.587, 0.114)
+#: the parsing mode's input channels: one per synthfaces parsing class
+N_PARSING_CLASSES = len(PARSING_CLASSES)
 
 
 def parse_corruption(spec: str) -> tuple[str, tuple[int, ...]]:
-    """``"superres:2,4"`` -> ("superres", (2, 4)); other modes take no argument."""
+    """``"superres:2,4"`` -> ("superres", (2, 4)); other modes take no argument; aliases resolved."""
     mode, _, arg = spec.partition(":")
+    mode = ALIASES.get(mode, mode)
     if mode not in CORRUPTIONS:
-        raise InputError(f"unknown corruption {mode!r}; choose one of {', '.join(CORRUPTIONS)}")
+        raise InputError(
+            f"unknown corruption {mode!r}; choose one of {', '.join(CORRUPTIONS)} "
+            f"(aliases: {', '.join(f'{a}={m}' for a, m in ALIASES.items())})"
+        )
     factors: tuple[int, ...] = ()
     if arg:
         if mode != "superres":
@@ -131,6 +152,11 @@ def corrupt(x: torch.Tensor, spec: str, generator: torch.Generator | None = None
     torch's global RNG (which the trainer checkpoints, so resumed runs draw the same corruptions).
     """
     mode, factors = parse_corruption(spec)
+    if mode == "parsing":
+        raise InputError(
+            "the parsing input comes from the label maps, not from the image: use parsing_input(maps) "
+            "or Corruption('parsing').split(pack_parsing(images, maps))"
+        )
     with torch.no_grad():
         if mode == "colorize":
             return grayscale(x)
@@ -139,6 +165,98 @@ def corrupt(x: torch.Tensor, spec: str, generator: torch.Generator | None = None
         if mode == "superres":
             return downsample(x, factors or SUPERRES_FACTORS, generator)
         return sketch(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# parsing maps as the input (translation, pSp's seg-to-face)
+
+
+def parsing_input(maps: torch.Tensor, n_classes: int = N_PARSING_CLASSES) -> torch.Tensor:
+    """Class maps (N, H, W) (or (N, 1, H, W)), integer or integral float -> one-hot (N, C, H, W) in {0, 1}."""
+    if maps.ndim == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.ndim != 3:
+        raise InputError(f"parsing maps must be (N, H, W) class indices; got shape {tuple(maps.shape)}")
+    labels = maps.round().long() if maps.is_floating_point() else maps.long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise InputError(
+            f"parsing maps hold class {int(labels.max())} (or {int(labels.min())}); the synthfaces classes "
+            f"are 0..{n_classes - 1}"
+        )
+    return F.one_hot(labels, n_classes).permute(0, 3, 1, 2).to(torch.float32).contiguous()
+
+
+def _side_swap() -> torch.Tensor:
+    lut = torch.arange(N_PARSING_CLASSES)
+    for name in PARSING_CLASSES:
+        if name.startswith("left_"):
+            a, b = CLASS_INDEX[name], CLASS_INDEX["right_" + name[len("left_") :]]
+            lut[a], lut[b] = b, a
+    return lut
+
+
+#: class index -> its mirror image's class (left_eye <-> right_eye, ...; the rest unchanged)
+MIRROR_CLASSES = _side_swap()
+
+
+def mirror_parsing(maps: torch.Tensor) -> torch.Tensor:
+    """The class map of the horizontally flipped image: flipped, left and right classes swapped."""
+    lut = MIRROR_CLASSES.to(maps.device)
+    return lut[maps.flip(-1).long()].to(maps.dtype)
+
+
+def pack_parsing(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) images and (N, H, W) maps -> (N, 4, H, W): the class index as a fourth plane."""
+    if maps.ndim == images.ndim:
+        maps = maps[..., 0, :, :]
+    if maps.shape[-2:] != images.shape[-2:]:
+        raise InputError(f"parsing maps are {tuple(maps.shape[-2:])}, images {tuple(images.shape[-2:])}")
+    return torch.cat([images, maps.to(images.dtype).unsqueeze(-3)], dim=-3)
+
+
+def parsing_picture(inputs: torch.Tensor) -> torch.Tensor:
+    """One-hot inputs (N, C, H, W) -> their maps in :data:`PARSING_PALETTE` colours, (N, 3, H, W) in [-1, 1]."""
+    palette = torch.from_numpy(PARSING_PALETTE.astype("float32")).to(inputs.device) / 127.5 - 1
+    return palette[inputs.argmax(1)].permute(0, 3, 1, 2).contiguous()
+
+
+class Corruption:
+    """One ``--corrupt`` mode as the trainer uses it: maps needed, input channels, split, mirror, picture."""
+
+    def __init__(self, spec: str):
+        self.mode, self.factors = parse_corruption(spec)
+        self.spec = spec
+
+    @property
+    def needs_maps(self) -> bool:
+        """Whether the training data must carry parsing maps (:func:`pack_parsing` batches)."""
+        return self.mode == "parsing"
+
+    @property
+    def input_channels(self) -> int:
+        return N_PARSING_CLASSES if self.mode == "parsing" else 3
+
+    def split(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder input, clean target) of a batch: images, or images + map plane for ``parsing``."""
+        if self.mode == "parsing":
+            if x.shape[1] != 4:
+                raise InputError(
+                    "--corrupt parsing needs batches with their parsing maps (training data with maps)"
+                )
+            return parsing_input(x[:, 3]), x[:, :3]
+        return corrupt(x, self.spec, generator), x
+
+    def mirror(self, x: torch.Tensor) -> torch.Tensor:
+        """The horizontally flipped batch (with the map's left/right classes swapped)."""
+        if self.mode == "parsing" and x.shape[1] == 4:
+            return torch.cat([x[:, :3].flip(-1), mirror_parsing(x[:, 3:])], 1)
+        return x.flip(-1)
+
+    def picture(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The encoder input as a 3-channel picture (grids): parsing maps in palette colours."""
+        return parsing_picture(inputs) if self.mode == "parsing" else inputs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -165,26 +283,47 @@ def evaluate_restoration(
     clean: torch.Tensor,
     spec: str,
     *,
+    maps: torch.Tensor | None = None,
     seed: int = 0,
     batch: int = 16,
     metrics: Sequence[str] = ("psnr", "ssim", "mae"),
+    embedder: Any = None,
 ) -> tuple[RestorationReport, dict[str, torch.Tensor]]:
     """Corrupt ``clean`` (seeded), restore with ``method.invert`` and score against ``clean``.
 
-    Returns the report and the image rows ``{"clean", "input", "restored"}`` for a grid. The
-    corrupted input is scored too: a restoration model is useful where it beats its own input.
+    ``parsing`` takes its input from ``maps`` ((N, H, W) class indices of the clean images).
+    ``embedder`` (anything :func:`egain.metrics.identity.resolve_embedder` accepts) adds ``id``,
+    the face-embedding cosine of restored and clean image. Returns the report and the image rows
+    ``{"clean", "input", "restored"}`` for a grid (``input`` as a picture: parsing maps in palette
+    colours). The corrupted input is scored too, where it is an image: a restoration model is
+    useful where it beats its own input.
     """
     from egain.metrics import pixel_metrics
 
+    mode = Corruption(spec)
     g = torch.Generator().manual_seed(seed)
     clean = clean.float().cpu()
-    inputs = corrupt(clean, spec, g)
+    if mode.needs_maps:
+        if maps is None:
+            raise InputError("--corrupt parsing is scored on images with their parsing maps; none given")
+        inputs, _ = mode.split(pack_parsing(clean, maps.cpu()), g)
+    else:
+        inputs, _ = mode.split(clean, g)
     outs = []
     for i in range(0, clean.shape[0], batch):
         outs.append(method.invert(inputs[i : i + batch].to(method.device)).reconstruction.float().cpu())
-    restored = torch.cat(outs)
-    rs = pixel_metrics(clean, restored.clamp(-1, 1), metrics=tuple(metrics))
-    cs = pixel_metrics(clean, inputs.clamp(-1, 1), metrics=tuple(metrics))
+    restored = torch.cat(outs).clamp(-1, 1)
+    rs = pixel_metrics(clean, restored, metrics=tuple(metrics))
+    cs = {} if mode.needs_maps else pixel_metrics(clean, inputs.clamp(-1, 1), metrics=tuple(metrics))
+    if embedder is not None:
+        from egain.metrics.identity import identity_similarity, resolve_embedder
+
+        backend = resolve_embedder(embedder)
+        if not backend.available:
+            raise InputError(f"the ID score needs a face embedder: {backend.reason}")
+        rs["id"] = identity_similarity(backend.embedder, clean, restored)  # on the CPU, like the images
+        if not mode.needs_maps:
+            cs["id"] = identity_similarity(backend.embedder, clean, inputs.clamp(-1, 1))
     report = RestorationReport(
         mode=spec,
         n=int(clean.shape[0]),
@@ -192,11 +331,15 @@ def evaluate_restoration(
         corrupted={k: float(v.float().mean()) for k, v in cs.items()},
         per_image={k: [float(a) for a in v] for k, v in rs.items()},
     )
-    return report, {"clean": clean, "input": inputs, "restored": restored}
+    return report, {"clean": clean, "input": mode.picture(inputs), "restored": restored}
 
 
 __all__ = [
+    "ALIASES",
     "CORRUPTIONS",
+    "MIRROR_CLASSES",
+    "N_PARSING_CLASSES",
+    "Corruption",
     "SUPERRES_FACTORS",
     "RestorationReport",
     "corrupt",
@@ -205,6 +348,10 @@ __all__ = [
     "grayscale",
     "inpaint",
     "inpaint_masks",
+    "mirror_parsing",
+    "pack_parsing",
     "parse_corruption",
+    "parsing_input",
+    "parsing_picture",
     "sketch",
 ]

@@ -7,6 +7,7 @@
     egain apply reveal --stego DIR/stego.png --out DIR                the receiver's side
     egain apply video --input CLIP --out DIR                          video inversion + temporal metrics
     egain apply restore --corrupt colorize --checkpoint RUN/model.pt  restoration scored on synthfaces
+    egain apply restore --corrupt parsing --input MAPS --checkpoint RUN/model.pt  parsing map -> face
     egain data synthfaces-sequence --out DIR --frames 24              synthfaces clips
 
 Every sub-command takes ``--method`` (default egain, with its bundled weights) and ``--checkpoint``.
@@ -145,7 +146,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _method_args(q)
     q.add_argument(
-        "--input", required=True, help="frame folder, .gif or .mp4 (mp4: pip install 'egain[video]')"
+        "--input",
+        required=True,
+        nargs="+",
+        help="frame folder, .gif or .mp4 (mp4: pip install 'egain[video]'); several clips are averaged",
+    )
+    q.add_argument(
+        "--methods",
+        default=None,
+        help="compare methods instead of --method: comma list of bundled labels (e4e,hfgi,egain,...) or "
+        "NAME=CHECKPOINT (any registered method, zoo:NAME or a path), as 'egain compare --methods'",
     )
     q.add_argument(
         "--smooth",
@@ -163,9 +173,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = s.add_parser("restore", help="score a restoration/translation model against clean synthfaces")
     _method_args(q)
-    q.add_argument("--corrupt", required=True, help="colorize, inpaint, superres[:F,..], sketch")
+    q.add_argument(
+        "--corrupt",
+        required=True,
+        help="colorize, inpaint, superres[:F,..], sketch, parsing (alias segmentation): the model's training mode",
+    )
+    q.add_argument(
+        "--input",
+        default=None,
+        help="folder of clean images to corrupt and score (default: --n synthfaces eval images); for parsing, "
+        "a folder with label maps X_parsing.png as 'egain data synthfaces --parsing' writes them, scored "
+        "against X.png beside each (maps alone: translated, not scored)",
+    )
     q.add_argument("--n", type=positive_int, default=64, help="held-out synthfaces eval images (default 64)")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--id-net", default="synthfaces-arcface", help="face embedder of the ID score ('none': skip)"
+    )
     q.set_defaults(func=_restore)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -306,13 +330,17 @@ def _video(args: argparse.Namespace) -> int:
 
     from egain.applications.video import invert_video, read_frames, write_video
 
+    if args.methods is not None:
+        return _video_compare(args)
     out, m = _out(args), _load(args)
-    frames = read_frames(args.input, m.input_size, args.max_frames)
-    emb = None
-    if args.id_net and args.id_net != "none":
-        from egain.faces import load_embedder
+    emb = _video_embedder(args, m.device)
+    if len(args.input) > 1:
+        from egain.errors import InputError
 
-        emb = load_embedder(args.id_net, device=m.device)
+        raise InputError(
+            "several --input clips are for comparisons: add --methods (e.g. --methods e4e,egain)"
+        )
+    frames = read_frames(args.input[0], m.input_size, args.max_frames)
     recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
     write_video(recon, out / f"reconstruction.{args.format}", args.fps, 2)
     write_video(torch.cat([frames, recon], -1), out / f"side_by_side.{args.format}", args.fps, 2)
@@ -323,27 +351,172 @@ def _video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _video_embedder(args: argparse.Namespace, device):
+    if not args.id_net or args.id_net == "none":
+        return None
+    from egain.faces import load_embedder
+
+    return load_embedder(args.id_net, device=device)
+
+
+def _video_compare(args: argparse.Namespace) -> int:
+    """``egain apply video --methods A,B,..``: every method on every clip; per-clip and mean metrics."""
+    import torch
+
+    from egain.applications.video import invert_video, read_frames, write_video
+    from egain.errors import InputError
+    from egain.utils.device import resolve_device
+    from egain.workflows.bundled import label_name, load_bundled, parse_labels
+
+    if args.checkpoint:
+        raise InputError("--checkpoint names one model; with --methods give NAME=CHECKPOINT labels")
+    labels = parse_labels(args.methods, ())
+    if not labels:
+        raise InputError("--methods is empty; give a comma list such as e4e,hfgi,egain")
+    out = _out(args)
+    device = resolve_device(args.device)
+    models = {label_name(lb): load_bundled(lb, device) for lb in labels}
+    emb = _video_embedder(args, device)
+    results: dict[str, list[dict[str, float]]] = {n: [] for n in models}
+    for clip in args.input:
+        stem = Path(clip).stem or Path(clip).name
+        columns, size = [], None
+        for name, m in models.items():
+            frames = read_frames(clip, m.input_size, args.max_frames)
+            recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
+            results[name].append(metrics)
+            if size is None:
+                size = m.input_size
+                columns.append(frames)
+            columns.append(_resize_clip(recon, size))
+        write_video(torch.cat(columns, -1), out / f"side_by_side_{stem}.{args.format}", args.fps, 2)
+    means = {n: {k: sum(p[k] for p in per) / len(per) for k in per[0]} for n, per in results.items()}
+    _write_json(
+        out / "temporal.json",
+        {
+            "methods": labels,
+            "clips": list(args.input),
+            "smooth": args.smooth,
+            "id_net": args.id_net,
+            "mean": means,
+            "per_clip": results,
+        },
+    )
+    keys = [k for k in ("tc_error", "tc_ratio", "psnr", "latent_step", "delta_flicker", "id_drift", "id_sim")]
+    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for n, mean in means.items():
+        lines.append(f"| {n} | " + " | ".join(f"{mean[k]:.4f}" if k in mean else "-" for k in keys) + " |")
+    (out / "temporal.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _resize_clip(clip, size: int):
+    import torch.nn.functional as F
+
+    if clip.shape[-1] == size:
+        return clip
+    return F.interpolate(clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 def _restore(args: argparse.Namespace) -> int:
     import torch
 
     from egain.applications.common import write_columns
-    from egain.applications.restoration import evaluate_restoration
-    from egain.data.synthfaces import SynthFacesDataset
+    from egain.applications.restoration import (
+        Corruption,
+        evaluate_restoration,
+        parsing_input,
+        parsing_picture,
+    )
+    from egain.utils.images import save_image
 
+    mode = Corruption(args.corrupt)  # an unknown mode: one line, before any loading
     out, m = _out(args), _load(args)
-    ds = SynthFacesDataset.eval_set(size=m.input_size)
-    clean = torch.stack([ds[i][0] for i in range(min(args.n, len(ds)))])
-    report, rows = evaluate_restoration(m, clean, args.corrupt, seed=args.seed)
+    if m.input_nc != mode.input_channels:
+        from egain.errors import InputError
+
+        raise InputError(
+            f"--corrupt {args.corrupt} feeds {mode.input_channels}-channel inputs; this {args.method} model takes "
+            f"{m.input_nc} (was it trained with --corrupt {args.corrupt}?)"
+        )
+    clean, maps, names = _restore_inputs(args, mode, m.input_size)
+    label = f"restored ({args.method})"
+    if clean is None:  # parsing maps without their images: translate, nothing to score
+        x = parsing_input(maps)
+        restored = torch.cat(
+            [m.invert(x[i : i + 16].to(m.device)).reconstruction.float().cpu() for i in range(0, len(x), 16)]
+        )
+        k = min(8, len(x))
+        write_columns([parsing_picture(x[:k]), restored[:k]], ["parsing map", label], out / "restoration.png")
+        _save_each(out, names, restored, save_image)
+        print(f"translated {len(x)} maps (no images beside them: not scored); wrote {out}")
+        return 0
+    embedder = None if args.id_net in (None, "", "none") else args.id_net
+    report, rows = evaluate_restoration(m, clean, args.corrupt, maps=maps, seed=args.seed, embedder=embedder)
     k = min(8, clean.shape[0])
     write_columns(
         [rows["clean"][:k], rows["input"][:k], rows["restored"][:k]],
-        ["clean", args.corrupt, f"restored ({args.method})"],
+        ["clean", args.corrupt, label],
         out / "restoration.png",
     )
+    if names:
+        _save_each(out, names, rows["restored"], save_image)
     _write_json(
-        out / "restoration.json", {"method": args.method, "checkpoint": args.checkpoint, **report.as_dict()}
+        out / "restoration.json",
+        {
+            "method": args.method,
+            "checkpoint": args.checkpoint,
+            "input": args.input or "synthfaces eval",
+            "id_net": embedder,
+            **report.as_dict(),
+        },
     )
     return 0
+
+
+def _restore_inputs(args: argparse.Namespace, mode, size: int):
+    """(clean images or None, parsing maps or None, file stems or None) of ``egain apply restore``."""
+    import torch
+
+    from egain.errors import InputError
+
+    if args.input is None:
+        from egain.data.synthfaces import SynthFacesDataset
+
+        ds = SynthFacesDataset.eval_set(size=size, return_parsing=mode.needs_maps)
+        items = [ds[i] for i in range(min(args.n, len(ds)))]
+        clean = torch.stack([it[0] for it in items])
+        return clean, (torch.stack([it[-1] for it in items]) if mode.needs_maps else None), None
+    from egain.methods import prepare_images
+    from egain.utils.images import list_images
+
+    folder = Path(args.input)
+    if not mode.needs_maps:
+        files = list_images(folder)
+        return prepare_images(files, size), None, [f.stem for f in files]
+    from egain.data.parsing_pairs import read_parsing_map
+    from egain.utils.sidefiles import PARSING_SUFFIX
+
+    map_files = sorted(folder.glob(f"*{PARSING_SUFFIX}.png")) if folder.is_dir() else [folder]
+    if not map_files:
+        raise InputError(
+            f"--input '{folder}' holds no parsing maps (*{PARSING_SUFFIX}.png); write them with "
+            "'egain data synthfaces --parsing'"
+        )
+    maps = torch.stack([read_parsing_map(f, size) for f in map_files])
+    stems = [f.stem[: -len(PARSING_SUFFIX)] if f.stem.endswith(PARSING_SUFFIX) else f.stem for f in map_files]
+    images = [f.with_name(s + ".png") for f, s in zip(map_files, stems, strict=True)]
+    if not all(p.is_file() for p in images):
+        return None, maps, stems
+    return prepare_images(images, size), maps, stems
+
+
+def _save_each(out: Path, names, images, save_image) -> None:
+    folder = out / "restored"
+    folder.mkdir(exist_ok=True)
+    for name, img in zip(names, images, strict=True):
+        save_image(img, folder / f"{name}.png")
 
 
 def _sequences(args: argparse.Namespace) -> int:

@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="MODE",
         help="restoration/translation encoder: train on corrupted inputs with the clean image as target "
-        "(colorize, inpaint, superres[:F,F..], sketch; methods with accepts_target: e4e family, psp, restyle, e2style)",
+        "(colorize, inpaint, superres[:F,F..], sketch; methods with accepts_target: e4e family, psp, restyle, e2style; parsing (alias segmentation): one-hot parsing maps in, e4e, psp, e2style; the data needs maps)",
     )
     group = p.add_argument_group("loss weights (declared by the methods)")
     for term, entry in lambdas.items():

@@ -77,24 +77,31 @@ def _select(obj: Any, index: slice | Sequence[int]) -> Any:
     return obj
 
 
-def prepare_images(images: ImageInput, size: int, device: torch.device | str | None = None) -> torch.Tensor:
+def prepare_images(
+    images: ImageInput, size: int, device: torch.device | str | None = None, channels: int = 3
+) -> torch.Tensor:
     """Any image input -> (N, 3, size, size) float in [-1, 1] on ``device``.
 
     Files and PIL images are resized (short side, centre crop) to ``size``. Tensors of another size
     are resized with antialiased bilinear filtering and a warning, because a silent resize would
-    hide a mismatch between the data and the model.
+    hide a mismatch between the data and the model. ``channels``: the encoder's input channel
+    count; a translation encoder (``egain train --corrupt parsing``) takes (N, C, H, W) tensors
+    (one-hot parsing maps in {0, 1}) and no files.
     """
     if isinstance(images, torch.Tensor):
         x = images
         if x.ndim == 3:
             x = x.unsqueeze(0)
-        if x.ndim != 4 or x.shape[1] != 3:
+        if x.ndim != 4 or x.shape[1] != channels:
+            what = "images" if channels == 3 else f"inputs of this {channels}-channel encoder"
+            rng = " in [-1, 1]" if channels == 3 else ""
             raise InputError(
-                f"images must be (N, 3, H, W) or (3, H, W) in [-1, 1]; got shape {tuple(images.shape)}"
+                f"{what} must be (N, {channels}, H, W) or ({channels}, H, W){rng}; got shape {tuple(images.shape)}"
             )
         if not x.is_floating_point():
             raise InputError(f"image tensors must be float in [-1, 1]; got dtype {x.dtype}")
-        x = check_image_range(x.float())
+        # one-hot translation inputs are {0, 1} by design: the [-1, 1] check is for images
+        x = check_image_range(x.float()) if channels == 3 else x.float()
         if tuple(x.shape[-2:]) != (size, size):
             if x.shape[-1] != x.shape[-2]:
                 raise InputError(
@@ -105,6 +112,11 @@ def prepare_images(images: ImageInput, size: int, device: torch.device | str | N
             )
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     else:
+        if channels != 3:
+            raise InputError(
+                f"this encoder takes {channels}-channel inputs (e.g. one-hot parsing maps), not image files; "
+                "pass a tensor (egain.applications.restoration.parsing_input makes one from label maps)"
+            )
         items = _as_list(images)
         if not items:
             raise InputError("no images given")
@@ -232,6 +244,12 @@ class InversionMethod(nn.Module):
     #: ``training_step(batch, step, target=clean)`` is accepted: restoration/translation training
     #: (``egain train --corrupt``) feeds the corrupted batch and compares with the clean target
     accepts_target: ClassVar[bool] = False
+    #: the config entry (``"component.key"``) holding the encoder's input channel count, for
+    #: translation encoders whose input is no RGB image (``egain train --corrupt parsing``: one-hot
+    #: parsing maps); None: the method takes 3-channel images only
+    input_channels_config: ClassVar[str | None] = None
+    #: channels of the input ``invert`` takes (3 for images; set by methods with the entry above)
+    input_nc: int = 3
 
     config: dict[str, Any]
     #: the last :meth:`set_memory_format` choice; None = never set (NCHW weights as built, the

@@ -275,7 +275,14 @@ class EGAINMethod(InversionMethod):
                 fusion_layers = {n: generator_io.layer_shape(generator, n) for n in names}
         ctx = BuildContext(generator, self.input_size, self.preset, fusion_layers)
 
-        self.basic_encoder = _build("basic_encoder", cfg.get("basic_encoder") or {"type": "e4e"}, ctx)
+        basic_cfg = cfg.get("basic_encoder") or {"type": "e4e"}
+        self.input_nc = int(basic_cfg.get("input_nc", 3))
+        if self.input_nc != 3 and delta_cfg is not None:
+            raise EgainError(
+                f"a {self.input_nc}-channel input (translation) needs a method without a delta branch: the "
+                "delta branch compares the input image with its reconstruction (use e4e, psp or e2style)"
+            )
+        self.basic_encoder = _build("basic_encoder", basic_cfg, ctx)
         self.delta_calculator = DeltaCalculator(
             **{k: v for k, v in (cfg.get("delta_calculator") or {}).items()}
         )
@@ -457,7 +464,7 @@ class EGAINMethod(InversionMethod):
         was_training = self.training
         self.eval()
         try:
-            x = prepare_images(images, self.input_size, self.device)
+            x = prepare_images(images, self.input_size, self.device, self.input_nc)
             r = self.run(x, passes=passes)
         finally:
             self.train(was_training)
@@ -619,6 +626,7 @@ class EGAINMethod(InversionMethod):
         return mods
 
     accepts_target = True  # egain train --corrupt: the encoders see ``batch``, the losses ``target``
+    input_channels_config = "basic_encoder.input_nc"  # --corrupt parsing (the e4e encoder alone)
 
     def training_step(
         self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None

@@ -173,6 +173,9 @@ class E2Style(InversionMethod):
         self.noise_mode = str(noise_mode)
         pools = _pools(pool_sizes)
         body = {**PRESETS[self.preset], **dict(encoder or {})}
+        # the input's channels (3, or e.g. one-hot parsing maps): stage 1 takes the input, later
+        # stages the input and the previous reconstruction (3 more)
+        self.input_nc = int(body.pop("input_nc", 3))
         if body.get("units") is not None:
             body["depth"] = None
         row_counts = tuple(int(r) for r in rows) if rows is not None else row_split(generator.n_latent)
@@ -184,7 +187,7 @@ class E2Style(InversionMethod):
             E2StyleEncoder(
                 generator.n_latent,
                 generator.style_dim,
-                input_nc=3 if s == 0 else 6,
+                input_nc=self.input_nc if s == 0 else self.input_nc + 3,
                 pool_sizes=pools,
                 rows=row_counts,
                 **body,
@@ -250,7 +253,7 @@ class E2Style(InversionMethod):
     @torch.no_grad()
     def invert(self, images: ImageInput) -> Inversion:
         self.eval()
-        x = self._layout(prepare_images(images, self.input_size, self.device))
+        x = self._layout(prepare_images(images, self.input_size, self.device, self.input_nc))
         codes, recs = self.run(x)
         extras = {"stage_latents": codes[:-1], "stage_reconstructions": [r.contiguous() for r in recs[:-1]]}
         return Inversion(codes[-1], recs[-1].contiguous(), extras)
@@ -348,6 +351,7 @@ class E2Style(InversionMethod):
         self.encoders[self.trained_stage].train()
 
     accepts_target = True  # egain train --corrupt (Alg. 5/6): stages see ``batch``, losses ``target``
+    input_channels_config = "encoder.input_nc"  # --corrupt parsing: every stage's input channels
 
     def training_step(
         self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None

@@ -227,6 +227,7 @@ class PSP(StyleEncoderMethod):
         super().__init__()
         self._init_common(generator, input_size, preset, noise_mode, latent_avg)
         enc = encoder_options(self.preset, encoder)
+        self.input_nc = int(enc.get("input_nc", 3))
         self.learn_in_w = bool(learn_in_w)
         self.start_from_latent_avg = bool(start_from_latent_avg)
         if self.learn_in_w:
@@ -261,7 +262,7 @@ class PSP(StyleEncoderMethod):
         was = self.training
         self.eval()
         try:
-            x = prepare_images(images, self.input_size, self.device)
+            x = prepare_images(images, self.input_size, self.device, self.input_nc)
             w = self.encode(x)
             y = self.synthesize(w)
         finally:
@@ -270,6 +271,7 @@ class PSP(StyleEncoderMethod):
         return Inversion(w.contiguous(), plain(self.to_input_size(y)), plain(extras))
 
     accepts_target = True  # egain train --corrupt: encode ``batch``, compare with ``target``
+    input_channels_config = "encoder.input_nc"  # --corrupt parsing: pSp's seg-to-face input_nc
 
     def training_step(
         self, batch: torch.Tensor, step: int, target: torch.Tensor | None = None

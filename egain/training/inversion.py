@@ -111,19 +111,30 @@ class InversionTrainConfig:
 # data
 
 
-def make_dataset(spec: str, size: int) -> Dataset:
-    """``DIR`` (any images, resized) or ``synthfaces:SPEC`` (rendered on the fly)."""
+def make_dataset(spec: str, size: int, parsing: bool = False) -> Dataset:
+    """``DIR`` (any images, resized) or ``synthfaces:SPEC`` (rendered on the fly).
+
+    ``parsing``: items carry their parsing map as a fourth plane (``--corrupt parsing``; see
+    :mod:`egain.data.parsing_pairs`); a folder then needs ``X_parsing.png`` beside each image.
+    """
     if spec.startswith("synthfaces:") or spec == "synthfaces":
         from egain.data import synthfaces
 
+        if parsing:
+            from egain.data.parsing_pairs import ParsingPlanes
+
+            return ParsingPlanes(
+                synthfaces.dataset_from_spec(spec.partition(":")[2], size=size, return_parsing=True)
+            )
         return synthfaces.dataset_from_spec(spec.partition(":")[2], size=size)
     from egain.data.folder import ImageFolderDataset
+    from egain.data.parsing_pairs import ParsingFolderDataset
 
     if not Path(spec).exists():
         raise InputError(
             f"training data '{spec}' does not exist; expected an image folder or synthfaces:SPEC"
         )
-    ds = ImageFolderDataset(spec, size, hflip=False)
+    ds = ParsingFolderDataset(spec, size) if parsing else ImageFolderDataset(spec, size, hflip=False)
     if len(ds) * 3 * size * size <= 1 << 30:  # decode once; removes JPEG/PNG decoding from the loop
         ds.preload(progress_bar=True)
     return ds
@@ -166,18 +177,38 @@ def build_method(cfg: InversionTrainConfig, device: torch.device) -> InversionMe
             f"{cfg.method} needs no training: it inverts each image by optimisation "
             f"(use 'egain invert --method {cfg.method}')"
         )
+    n_in = 3
     if cfg.corrupt:
-        from egain.applications.restoration import parse_corruption
+        from egain.applications.restoration import Corruption
 
-        parse_corruption(cfg.corrupt)
+        n_in = Corruption(cfg.corrupt).input_channels
         if not getattr(cls, "accepts_target", False):
             raise EgainError(
                 f"{cfg.method} cannot train with --corrupt: its training step takes no separate clean target "
                 "(methods declaring accepts_target = True can)"
             )
+        if n_in != 3 and not cls.input_channels_config:
+            raise EgainError(
+                f"{cfg.method} cannot train with --corrupt {cfg.corrupt}: its encoder takes 3-channel images only "
+                f"(the input has {n_in} channels; methods declaring input_channels_config can: e4e, psp, e2style)"
+            )
     options, config = cfg.resolved_options()
+    if n_in != 3:
+        config = _with_input_channels(config, cls.input_channels_config, n_in)
     generator = generator_io.load_generator(cfg.generator, device)
-    return cls.build_for_training(generator, options, device, **config)
+    method = cls.build_for_training(generator, options, device, **config)
+    if method.input_nc != n_in:  # e.g. a 3-channel --basic-encoder / --stage-checkpoint replaced it
+        raise EgainError(
+            f"--corrupt {cfg.corrupt} needs a {n_in}-channel encoder input; the model built has {method.input_nc} "
+            "(its initial weights come from an image encoder)"
+        )
+    return method
+
+
+def _with_input_channels(config: dict[str, Any], where: str, n: int) -> dict[str, Any]:
+    """``config`` with ``"component.key"`` (the method's ``input_channels_config``) set to ``n``."""
+    component, _, key = where.partition(".")
+    return {**config, component: {**dict(config.get(component) or {}), key: n}}
 
 
 def train_inversion(cfg: InversionTrainConfig) -> dict[str, Any]:
@@ -225,7 +256,12 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
         path = ckpt_path if cfg.resume == "auto" else Path(cfg.resume)
         step, resume_state = _resume(path, cfg, method, optimizer, clock, device)
 
-    dataset = make_dataset(cfg.data, method.input_size)
+    corruption = None
+    if cfg.corrupt:
+        from egain.applications.restoration import Corruption
+
+        corruption = Corruption(cfg.corrupt)
+    dataset = make_dataset(cfg.data, method.input_size, parsing=bool(corruption and corruption.needs_maps))
     n_val = min(cfg.n_val, max(1, len(dataset) // 10)) if len(dataset) > 1 else 1
     val = torch.stack([_item(dataset, len(dataset) - 1 - i) for i in range(n_val)]).to(device)
     train_idx = list(range(len(dataset) - n_val)) if len(dataset) > n_val else list(range(len(dataset)))
@@ -244,10 +280,9 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
         (out / "samples").mkdir(parents=True, exist_ok=True)
 
     val_input = None
-    if cfg.corrupt:  # fixed corruptions of the held-out images, scored against the clean ones
-        from egain.applications.restoration import corrupt
-
-        val_input = corrupt(val.cpu(), cfg.corrupt, torch.Generator().manual_seed(cfg.seed)).to(device)
+    if corruption is not None:  # fixed corruptions of the held-out images, scored against the clean ones
+        val_input, val = corruption.split(val.cpu(), torch.Generator().manual_seed(cfg.seed))
+        val_input, val = val_input.to(device), val.to(device)
     record: dict[str, Any] = {}
     scores: dict[str, float | int] = {}  # the last validation, for run.json
     method.set_training_mode()
@@ -259,9 +294,10 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
             x = batches.next().to(device, non_blocking=True)
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], device=device) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-            if cfg.corrupt:  # the clean batch is the target; after_training_step gets it too
-                x_in = corrupt(x, cfg.corrupt)
+                mirrored = corruption.mirror(x) if corruption is not None else x.flip(-1)
+                x = torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
+            if corruption is not None:  # the clean batch is the target; after_training_step gets it too
+                x_in, x = corruption.split(x)
                 loss, terms = runner(x_in, step, x)
             else:
                 loss, terms = runner(x, step)
@@ -287,6 +323,7 @@ def _train(cfg: InversionTrainConfig, dist: DistInfo) -> dict[str, Any]:
                     vrec, rows = method.validate(val)
                 else:
                     vrec, rows = _validate_restoration(method, val_input, val)
+                    rows[1] = corruption.picture(rows[1])  # e.g. one-hot parsing maps in colour
                 if dist.is_main:
                     save_grid(
                         torch.cat(rows).cpu(), out / "samples" / f"val_{step:06d}.png", nrow=val.shape[0]
