@@ -9,6 +9,7 @@
 #           -> e2style-stylegan2 (stage 2 on the frozen stage 1) -> e2style-s3-stylegan2 (stage 3)
 #           -> e2style-s2abs-stylegan2 (Table I's 2Stage*: stage 2 predicts the absolute code)
 #           -> dse-stylegan2, dse-nossim-stylegan2 (Table V ablation), dse-swagan
+#        -> sam-invertibility-stylegan2 (targets start from e4e-stylegan2)
 #   (the encoder family gets the e4e budget, 6000 steps at batch 8, so the comparison is fair; a stage
 #   trained on top of frozen earlier stages gets 3000, like the delta methods on top of e4e)
 #   faces-arcface / faces-cosface as bundled now come from scripts/gpu_world.sh (one H200); the
@@ -87,6 +88,17 @@ stage() {
     dse-nossim-stylegan2) inversion dse-nossim dse stylegan2 "${E4E_ITERS:-6000}" --lr 0.0015 \
       --perceptual-net "${ID[1]}" --lambda-ssim 0 ;;
     dse-swagan) inversion dse dse swagan "${E4E_ITERS:-6000}" --lr 0.0015 --perceptual-net "${ID[1]}" ;;
+    # SAM's invertibility predictor (~40 min on one core): its cost is the targets, one single-space
+    # inversion per space (W+, F2, F4, F6) and image, paid once (cached in memory; mirrored images
+    # reuse them), so it trains many steps on few images: SAMINV_IMAGES identities x 1 image of the
+    # train split (80 -> 65, 8 held out for validation), 200 target steps (sam's --measure-steps,
+    # the scale its calibrated tau was measured on), e4e starts; docs/methods.md "sam-invertibility"
+    sam-invertibility-stylegan2)
+      egain train --method sam-invertibility --generator "$ZOO/gan-stylegan2-64.pt" \
+        --data "synthfaces:${SAMINV_IMAGES:-80}x1,seed=0,split=train" --out "$RUNS/sam-invertibility-stylegan2-64" \
+        --iters "${SAMINV_ITERS:-1000}" --batch 8 --lr 1e-3 --seed 0 --target-steps "${SAMINV_TARGET_STEPS:-200}" \
+        --target-init e4e --target-encoder-checkpoint "$ZOO/e4e-stylegan2-64.pt" \
+        --ckpt-every 100 --val-every 500 --resume auto ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }
