@@ -9,6 +9,7 @@
 #           -> e2style-stylegan2 (stage 2 on the frozen stage 1) -> e2style-s3-stylegan2 (stage 3)
 #           -> e2style-s2abs-stylegan2 (Table I's 2Stage*: stage 2 predicts the absolute code)
 #           -> dse-stylegan2, dse-nossim-stylegan2 (Table V ablation), dse-swagan
+#        -> sam-invertibility-stylegan2 (targets start from e4e-stylegan2)
 #        -> restoration/translation encoders (issue 17): METHOD-MODE-stylegan2 for METHOD in e4e, psp,
 #           e2style and MODE in colorize, inpaint, superres, sketch, parsing (parsing needs data-parsing)
 #   (the encoder family gets the e4e budget, 6000 steps at batch 8 -- for ReStyle, whose step costs ~5x,
@@ -111,6 +112,17 @@ stage() {
     *-colorize-stylegan2 | *-inpaint-stylegan2 | *-superres-stylegan2 | *-sketch-stylegan2 | *-parsing-stylegan2)
       local s=${1%-stylegan2}
       restoration "${s%-*}" "${s##*-}" ;;
+    # SAM's invertibility predictor (~40 min on one core): its cost is the targets, one single-space
+    # inversion per space (W+, F2, F4, F6) and image, paid once (cached in memory; mirrored images
+    # reuse them), so it trains many steps on few images: SAMINV_IMAGES identities x 1 image of the
+    # train split (80 -> 65, 8 held out for validation), 200 target steps (sam's --measure-steps,
+    # the scale its calibrated tau was measured on), e4e starts; docs/methods.md "sam-invertibility"
+    sam-invertibility-stylegan2)
+      egain train --method sam-invertibility --generator "$ZOO/gan-stylegan2-64.pt" \
+        --data "synthfaces:${SAMINV_IMAGES:-80}x1,seed=0,split=train" --out "$RUNS/sam-invertibility-stylegan2-64" \
+        --iters "${SAMINV_ITERS:-1000}" --batch 8 --lr 1e-3 --seed 0 --target-steps "${SAMINV_TARGET_STEPS:-200}" \
+        --target-init e4e --target-encoder-checkpoint "$ZOO/e4e-stylegan2-64.pt" \
+        --ckpt-every 100 --val-every 500 --resume auto ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }

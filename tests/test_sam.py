@@ -397,6 +397,7 @@ def test_train_sam_invertibility_end_to_end(trained_predictor, world):
     assert (run / "model.pt").exists() and (run / "log.jsonl").exists()
     m = create("sam-invertibility", checkpoint=run / "model.pt", device="cpu")
     assert m.space_names == ["W+", "F2", "F4"]
+    assert m.config["target_error"] == "l2"  # the scale of its maps, which decides sam's default tau
     maps = m.predict(smooth_images(2, 32))
     assert maps.shape == (2, 3, 32, 32) and (maps >= 0).all()
     # the targets are the single-space inversions' error maps, cached by image content
@@ -442,6 +443,8 @@ def test_train_and_invert_sam_encoder(trained_predictor, world, tmp_path):
     args += ["--mvg-samples", "300", "--log-every", "1", "--val-every", "3", "--ckpt-every", "3"]
     assert main([*args, "--device", "cpu"]) == 0
     m = create("sam-encoder", checkpoint=run / "model.pt", device="cpu")
+    # an l2 predictor on a 32 px generator has no stored tau: calibrated on each batch's W+ maps
+    assert m.config["error_scale"] == "l2" and m.config["tau"] is None
     inv = m.invert(smooth_images(2, 32))
     assert inv.reconstruction.shape == (2, 3, 32, 32)
     assert set(inv.extras["feature_residuals"]) == {"F2", "F4"}

@@ -155,6 +155,10 @@ class OptimisationRecord:
 
     loss_curve: torch.Tensor  # (N, steps) float, NaN where the image had stopped
     steps: torch.Tensor  # (N,) long: updates made (== steps unless it stopped early)
+    #: with ``keep_best``: the loss of the state each image returns, and the step that state was
+    #: evaluated at (0 = the start, ``steps`` = the state after the last update); else None
+    best_loss: torch.Tensor | None = None
+    best_step: torch.Tensor | None = None
 
 
 #: loss_fn(variables restricted to the running rows, rows (None = all), step) -> (total (n,), terms {name: (n,)})
@@ -174,6 +178,7 @@ def optimise(
     after_step: Callable[[dict[str, torch.Tensor], torch.Tensor | None], None] | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    keep_best: bool = False,
     desc: str = "optimise",
 ) -> OptimisationRecord:
     """Optimise ``variables`` (each (N, ...), updated in place) image by image, all at once.
@@ -182,6 +187,13 @@ def optimise(
     is at or below ``stop_below`` stops *before* stepping (PTI's rule) and is frozen; the others
     take one :class:`BatchedAdam` step with learning rate ``lr(step)``; then ``after_step`` (e.g.
     noise renormalisation) on the running rows. The summed loss makes each image's gradient its own.
+
+    ``keep_best``: every image returns the state of lowest loss among those evaluated -- the start,
+    each state before an update, and the state after the last update (one extra forward, no
+    gradient, at step index ``steps``) -- so it never ends worse than it started by its own loss.
+    Meant for deterministic losses (no per-step noise); a long run with the projector's cosine
+    ramp-down ends at or next to its best state anyway, a short one (a few steps at full learning
+    rate) may overshoot.
     """
     if steps < 0:
         raise InputError(f"steps must be >= 0, got {steps}")
@@ -195,6 +207,9 @@ def optimise(
     taken = torch.zeros(n, dtype=torch.long)
     running = torch.ones(n, dtype=torch.bool)
     lr_at = lr if callable(lr) else (lambda _s, _v=float(lr): _v)
+    best_loss = torch.full((n,), float("inf"))
+    best_step = torch.zeros(n, dtype=torch.long)
+    best = {k: v.detach().clone() for k, v in variables.items()} if keep_best else {}
     bar = progress(total=steps, desc=desc, unit="step")
     try:
         for step in range(steps):
@@ -206,6 +221,12 @@ def optimise(
                 crit = terms[stop_term].detach().float().cpu() if stop_term else values
             idx = running.nonzero().squeeze(1)
             curve[idx, step] = values
+            if keep_best:
+                better = values < best_loss[idx]
+                if bool(better.any()):
+                    _store_rows(best, variables, idx[better].to(dev))
+                    best_loss[idx[better]] = values[better]
+                    best_step[idx[better]] = step
             if stop_below is not None:
                 done = crit <= stop_below
                 if bool(done.any()):
@@ -226,7 +247,25 @@ def optimise(
         bar.close()
     for v in leaves:
         v.requires_grad_(False)
-    return OptimisationRecord(curve, taken)
+    if not keep_best:
+        return OptimisationRecord(curve, taken)
+    with torch.no_grad():  # the state after the last update was never evaluated
+        final = loss_fn(variables, None, steps)[0].detach().float().cpu()
+        moved = taken > 0
+        last_better = moved & (final < best_loss)
+        best_loss[last_better] = final[last_better]
+        best_step[last_better] = steps
+        back = (~last_better & moved).nonzero().squeeze(1)
+        if len(back):
+            _store_rows(variables, best, back.to(dev))
+    return OptimisationRecord(curve, taken, best_loss, best_step)
+
+
+def _store_rows(dst: dict[str, torch.Tensor], src: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+    """``dst[k][rows] = src[k][rows]`` for every variable (no autograd history)."""
+    with torch.no_grad():
+        for k, v in dst.items():
+            v[rows] = src[k][rows].detach()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -74,7 +74,20 @@ from egain.methods.registry import register_method
 PUBLISHED_FEATURE_SPACES = ("F4", "F6", "F8", "F10")
 #: CelebAMask-HQ / BiSeNet classes the published face segmenter fuses into one segment
 FACE_CLASSES_19 = (1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14)
+#: the published threshold, on the LPIPS-VGG scale of the published error maps
 DEFAULT_TAU = 0.225
+#: the published tau over the thesis' own W+ inversion error on faces: LPIPS-VGG 0.225 / 0.20
+#: (seeds/002 Table 4.1, "StyleGAN2 (W+)", faces). On faces the typical image's W+ error sits just
+#: under tau, so an average region stays in W+ and only regions markedly harder than a typical
+#: face (accessories, rare details, hard backgrounds) go to the feature spaces.
+TAU_RATIO = 0.225 / 0.20
+#: tau for error maps not on the LPIPS scale, each = TAU_RATIO x the median image-mean W+ error
+#: measured on held-out synthfaces test images (:func:`calibrate_tau`; docs/methods.md, "tau"),
+#: keyed by (error scale, image size). The measured maps use e4e starts and 200 steps.
+CALIBRATED_TAU: dict[tuple[str, int], float] = {
+    # bundled gan-stylegan2-64 world, 16 synthfaces test images: 1.125 x median face W+ error 0.355
+    ("face-features:synthfaces-arcface", 64): 0.40,
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -446,12 +459,14 @@ def optimise_multilayer(
     lr: float,
     lr_rampdown: float = 0.25,
     lr_rampup: float = 0.05,
+    keep_best: bool = False,
     desc: str = "sam",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
     """Adam on W+ and every feature residual (zero-initialised), batched per image.
 
     ``masks=None`` is a single-space inversion (the residuals act everywhere, as published
-    ``single_latent_inv``). Returns (w, residuals, optimisation record)."""
+    ``single_latent_inv``). ``keep_best``: return each image's lowest-loss state, the start
+    included (:func:`egain.methods.optimise.optimise`). Returns (w, residuals, optimisation record)."""
     n = x.shape[0]
     variables = {"w": w_init.detach().clone()}
     for sp in spaces:
@@ -471,6 +486,7 @@ def optimise_multilayer(
             loss_fn,
             steps=int(steps),
             lr=lambda s: lr * projector_lr_ramp(s / max(1, steps), lr_rampdown, lr_rampup),
+            keep_best=keep_best,
             desc=desc,
         )
     return variables["w"].detach(), {k: variables[k].detach() for k in names}, record
@@ -517,6 +533,68 @@ def sweep_thresholds(low: float = 0.1, high: float = 0.4, step: float = 0.025) -
     return [round(float(t), 6) for t in np.arange(low, high, step)] + [1.0]
 
 
+def error_scale(options: Mapping[str, Any]) -> str:
+    """The scale an error map is on, from the options that make it: "l2" (squared pixel error),
+    "lpips-vgg" / "lpips-alex" (LPIPS files named), else "face-features:NET" (the face-feature
+    distance of ``perceptual_net``), the names :func:`build_spatial_perceptual` gives."""
+    if options.get("error_metric") == "l2":
+        return "l2"
+    if options.get("lpips") or options.get("lpips_backbone") or options.get("lpips_linear"):
+        return f"lpips-{options.get('lpips') or 'vgg'}"
+    return f"face-features:{options.get('perceptual_net') or 'synthfaces-arcface'}"
+
+
+def calibrate_tau(
+    wplus_errors: torch.Tensor, region: torch.Tensor | None = None, ratio: float = TAU_RATIO
+) -> float:
+    """tau for error maps on any scale: ``ratio`` x the median over images of each image's mean W+
+    error inside ``region`` ((N, H, W) bool, e.g. the fused face segment; an image whose region is
+    empty, or ``region=None``, uses the whole image). Maps are (N, H, W) or (N, 1, H, W).
+
+    With the published ratio this puts tau where the published 0.225 sits relative to the typical
+    W+ error of a face (:data:`TAU_RATIO`): a typical face stays in W+, harder regions go deeper.
+    The region matters for the face-feature maps, which concentrate their error on the face (the
+    network looks at faces), unlike LPIPS's; the face segment is the region the thesis' sentence
+    "faces are simple" is about."""
+    e = wplus_errors.detach().double().reshape(wplus_errors.shape[0], -1)
+    if region is None:
+        per_image = e.mean(1)
+    else:
+        m = region.reshape(e.shape).to(e.device).double()
+        area = m.sum(1)
+        per_image = torch.where(area > 0, (e * m).sum(1) / area.clamp(min=1), e.mean(1))
+    return float(
+        ratio * torch.quantile(per_image, 0.5)
+    )  # the middle value, or the mean of the two middle ones
+
+
+def default_tau(
+    scale: str, size: int, errors: torch.Tensor | None = None, region: torch.Tensor | None = None
+) -> tuple[float, str]:
+    """(tau, how it was chosen) when none is given: the published 0.225 on an LPIPS scale, the
+    stored calibration for a known (scale, size), else :func:`calibrate_tau` on ``errors[:, 0]``
+    inside ``region`` (the W+ maps of the images at hand: a relative threshold, less stable than a
+    stored one)."""
+    if scale.startswith("lpips"):
+        return DEFAULT_TAU, "published (LPIPS scale)"
+    if (scale, int(size)) in CALIBRATED_TAU:
+        return CALIBRATED_TAU[(scale, int(size))], f"calibrated for {scale} at {size} px"
+    if errors is None:
+        raise EgainError(f"no stored tau for {scale} at {size} px; pass tau or the error maps to calibrate")
+    return calibrate_tau(errors[:, 0], region), f"calibrated on these images' W+ maps ({scale})"
+
+
+def face_region(segments: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool: the fused face segment (class 1 after :func:`fuse_face_classes`)."""
+    return segments == 1
+
+
+def space_fractions(choice: torch.Tensor, spaces: Sequence[LatentSpace]) -> dict[str, float]:
+    """Fraction of all pixels (over the batch) that each space was chosen for."""
+    total = choice.numel()
+    return {sp.name: float((choice == i).sum()) / total for i, sp in enumerate(spaces)}
+
+
 def map_key(space: str) -> str:
     return space.replace("+", "plus").lower()
 
@@ -537,13 +615,28 @@ def load_predictor(spec: Any, generator: nn.Module, device: torch.device) -> nn.
 
     ckpt = load_checkpoint(str(spec), what="SAM invertibility predictor")
     if is_published_invertibility(ckpt):
-        return from_published_invertibility(ckpt, where=str(spec)).to(device).eval()
+        net = from_published_invertibility(ckpt, where=str(spec)).to(device).eval()
+        net.error_scale = "lpips-vgg"  # the released targets are spatial LPIPS-VGG maps
+        return net
     if isinstance(ckpt, Mapping) and ckpt.get("method") == "sam-invertibility":
         return create("sam-invertibility", generator=generator, checkpoint=ckpt, device=device).eval()
     raise CheckpointError(
         f"{spec} is neither a sam-invertibility checkpoint (egain train --method sam-invertibility) "
         "nor SAM's released invertibility file (sd_base + heads)"
     )
+
+
+def predictor_scale(predictor: nn.Module, options: Mapping[str, Any]) -> str:
+    """The scale of a predictor's maps: what its targets were (``error_scale`` of a released file,
+    ``target_error`` in a sam-invertibility config), else what ``options`` would measure."""
+    scale = getattr(predictor, "error_scale", None)
+    if isinstance(scale, str) and scale:
+        return scale
+    for obj in (predictor, getattr(predictor, "method", None)):
+        cfg = getattr(obj, "config", None)
+        if isinstance(cfg, Mapping) and cfg.get("target_error"):
+            return str(cfg["target_error"])
+    return error_scale(options)
 
 
 def predictor_maps(predictor: nn.Module, x: torch.Tensor, spaces: Sequence[LatentSpace]) -> torch.Tensor:
@@ -597,7 +690,19 @@ SAM_OPTIONS = (
     option("lr", 0.05, "peak Adam learning rate (projector ramps: cosine down 25%, linear up 5%)"),
     option("lr_rampdown", 0.25, "fraction of the run over which the learning rate ramps down"),
     option("lr_rampup", 0.05, "fraction of the run over which the learning rate ramps up"),
-    option("tau", DEFAULT_TAU, "threshold: a segment takes the most editable space whose mean error <= tau"),
+    option(
+        "last_state",
+        False,
+        "return the state after the last step, as published (default: each image's lowest-loss "
+        "state, its start included; they coincide after a full run, a few-step run may overshoot)",
+        bool,
+    ),
+    option(
+        "tau",
+        None,
+        "threshold: a segment takes the most editable space whose mean error <= tau (default: 0.225 "
+        "on LPIPS maps, the calibrated value on face-feature maps; docs/methods.md)",
+    ),
     option("spaces", "", "latent spaces, comma separated (default: W+ and three F_k, see docs)", str),
     option("lambda_l2", 1.0, "weight of the pixel MSE (lambda_mse)"),
     option("lambda_perceptual", 1.0, "weight of the perceptual term (lambda_lpips)"),
@@ -707,6 +812,20 @@ class SAM(OptimisationMethod):
             steps=cfg["measure_steps"], lr=cfg["lr"],
         )  # fmt: skip
 
+    def error_scale(self, cfg: Mapping[str, Any]) -> str:
+        """The scale of the maps :meth:`error_maps` gives (:func:`error_scale`): a predictor's
+        targets' scale, else the measured maps' (LPIPS, face features or l2 by the options)."""
+        pred = self.predictor(cfg)
+        return predictor_scale(pred, cfg) if pred is not None else error_scale(cfg)
+
+    def default_tau(
+        self, errors: torch.Tensor, cfg: Mapping[str, Any], segments: torch.Tensor | None = None
+    ) -> tuple[float, str]:
+        """tau when ``--tau`` is not given (:func:`default_tau` for :meth:`error_scale`; the face
+        segment is the calibration region when the published face classes were fused)."""
+        region = face_region(segments) if segments is not None else None
+        return default_tau(self.error_scale(cfg), self.input_size, errors, region)
+
     def segmenter(self, cfg: Mapping[str, Any]) -> Segmenter:
         return Segmenter(
             cfg["segmenter"], parsing_checkpoint=cfg["parsing_checkpoint"],
@@ -732,23 +851,31 @@ class SAM(OptimisationMethod):
         x = self.prepare(images)
         w0 = self.initial_codes(x, cfg)
         errors = self.error_maps(x, w0, cfg)
-        segments = self.segmenter(cfg)(x, parsing)
+        segmenter = self.segmenter(cfg)
+        segments = segmenter(x, parsing)
+        faces = segmenter.resolved_mode(parsing) in ("given", "parsing-net") and segmenter.fuse_face
         obj = self.objective(cfg)
         out = []
-        for tau in taus if taus is not None else [cfg["tau"]]:
+        if taus is None:
+            seg = segments if faces else None
+            taus = [cfg["tau"] if cfg["tau"] is not None else self.default_tau(errors, cfg, seg)[0]]
+        for tau in taus:
             choice = refine(errors, segments, float(tau), self.spaces)
             masks = feature_masks(choice, self.spaces)
             w, res, record = optimise_multilayer(
                 self.generator, x, w0, self.spaces, masks, obj, steps=cfg["steps"], lr=cfg["lr"],
-                lr_rampdown=cfg["lr_rampdown"], lr_rampup=cfg["lr_rampup"], desc=self.name,
+                lr_rampdown=cfg["lr_rampdown"], lr_rampup=cfg["lr_rampup"], keep_best=not cfg["last_state"],
+                desc=self.name,
             )  # fmt: skip
             with torch.no_grad():
                 y = synthesize_multilayer(self.generator, w, self.spaces, res, masks)
             extras: dict[str, Any] = map_extras(errors, choice, segments, self.spaces)
             extras.update(
                 feature_residuals=res, feature_masks=masks, loss_curve=record.loss_curve, steps=record.steps,
-                tau=torch.full((x.shape[0],), float(tau)),
+                tau=torch.full((x.shape[0],), float(tau)), face_segments=torch.full((x.shape[0],), bool(faces)),
             )  # fmt: skip
+            if record.best_loss is not None:
+                extras.update(best_loss=record.best_loss, best_step=record.best_step)
             out.append(Inversion(w, y, extras))
         return out
 
@@ -756,6 +883,71 @@ class SAM(OptimisationMethod):
     def edit(self, inversion: Inversion, direction: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """The published rule: F_k regions get the edited code only after block k."""
         return multilayer_edit(self.generator, self.spaces, inversion, direction, strength)
+
+
+def tau_sweep_report(
+    method: SAM,
+    images: ImageInput,
+    taus: Sequence[float],
+    parsing: torch.Tensor | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """What each threshold does, on ``images`` (maps and segments computed once):
+
+    ``{"spaces", "error_scale", "calibrated_tau", "default_tau", "default_tau_how",
+    "rows": [{"tau", "fractions": {space: share of pixels}, "psnr", "perceptual", "loss"}]}`` --
+    the share of pixels each space takes over the batch, and the mean PSNR (dB), perceptual
+    distance (the method's, LPIPS or face features) and final SAM loss of the reconstructions.
+    ``calibrated_tau`` is :func:`calibrate_tau` on these images' W+ maps (face segment as region
+    when parsing segments are used), ``default_tau`` what ``invert`` would use without ``tau``."""
+    from egain.metrics.functional import psnr
+
+    options = {k: v for k, v in options.items() if k != "tau"}
+    invs = method.sweep(images, list(taus), parsing=parsing, **options)
+    cfg = method._resolve(options, method.config)
+    x = method.prepare(images)
+    first = invs[0].extras
+    errors, segments = first["invertibility_maps"], first["segment_map"]
+    region = face_region(segments) if bool(first["face_segments"].all()) else None
+    tau_default, how = default_tau(method.error_scale(cfg), method.input_size, errors, region)
+    perc = method.perceptual(cfg)
+    rows = []
+    for tau, inv in zip(taus, invs, strict=True):
+        y = inv.reconstruction.clamp(-1, 1)
+        with torch.no_grad():
+            dist = perc(
+                perceptual_input(y, cfg["perceptual_size"]), perceptual_input(x, cfg["perceptual_size"])
+            )
+        best = inv.extras.get("best_loss")
+        rows.append(
+            {
+                "tau": float(tau),
+                "fractions": space_fractions(inv.extras["layer_map"], method.spaces),
+                "psnr": float(psnr(y, x).mean()),
+                "perceptual": float(dist.mean()),
+                "loss": float(best.mean())
+                if best is not None
+                else float(inv.extras["loss_curve"][:, -1].mean()),
+            }
+        )
+    return {
+        "spaces": [sp.name for sp in method.spaces],
+        "error_scale": method.error_scale(cfg),
+        "calibrated_tau": calibrate_tau(errors[:, 0], region),
+        "default_tau": tau_default,
+        "default_tau_how": how,
+        "rows": rows,
+    }
+
+
+def parse_taus(text: str) -> list[float]:
+    """Thresholds from a comma list ("0.2,0.3") or "published" (:func:`sweep_thresholds`)."""
+    if text.strip() == "published":
+        return sweep_thresholds()
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"taus must be numbers separated by commas or 'published', got {text!r}") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -822,7 +1014,13 @@ class SAMEncoder(InversionMethod):
         TrainOption("invertibility", "", "the sam-invertibility checkpoint whose maps the encoders see", str),
         TrainOption("spaces", "", "latent spaces, comma separated (default: as sam)", str, target="config"),
         TrainOption("width", 32, "channels of each space encoder's first layer", int, target="config"),
-        TrainOption("tau", DEFAULT_TAU, "the threshold of the region choice", float, target="config"),
+        TrainOption(
+            "tau",
+            None,
+            "the threshold of the region choice (default: as sam for the predictor's error scale)",
+            float,
+            target="config",
+        ),
         TrainOption("grid_cells", 8, "cells per side of the grid segmenter", int, target="config"),
         TrainOption("mvg_samples", 5000, "mapped z of the prior's statistics", int),
         *(TrainOption(o.name, o.default, o.help, o.type, o.choices, "option") for o in PERCEPTUAL_OPTIONS),
@@ -835,11 +1033,12 @@ class SAMEncoder(InversionMethod):
         *,
         spaces: str | Sequence[str] = "",
         width: int = 32,
-        tau: float = DEFAULT_TAU,
+        tau: float | None = DEFAULT_TAU,
         segmenter: str = "auto",
         parsing_checkpoint: str | None = None,
         grid_cells: int = 8,
         predictor_config: Mapping[str, Any] | None = None,
+        error_scale: str = "",
         latent_avg: torch.Tensor | None = None,
     ):
         super().__init__()
@@ -853,7 +1052,8 @@ class SAMEncoder(InversionMethod):
         self.config = {
             "spaces": ",".join(s.name for s in self.spaces),
             "width": int(width),
-            "tau": float(tau),
+            "tau": None if tau is None else float(tau),
+            "error_scale": str(error_scale),
             "segmenter": segmenter,
             "parsing_checkpoint": parsing_checkpoint,
             "grid_cells": int(grid_cells),
@@ -887,6 +1087,12 @@ class SAMEncoder(InversionMethod):
             raise EgainError(
                 "sam-encoder needs a sam-invertibility checkpoint of ours (a released DeepLab is too large)"
             )
+        scale = predictor_scale(pred, options)
+        config = {**config, "error_scale": scale}
+        if config.get("tau") is None and (
+            scale.startswith("lpips") or (scale, int(generator.size)) in CALIBRATED_TAU
+        ):
+            config["tau"] = default_tau(scale, int(generator.size))[0]  # else calibrated per batch
         model = cls(generator=generator, predictor_config=pcfg, **config)
         model.predictor.load_state_dict(net.state_dict())
         return model.to(device)
@@ -902,8 +1108,14 @@ class SAMEncoder(InversionMethod):
     def _encode(self, x: torch.Tensor, parsing: torch.Tensor | None = None):
         self.predictor.eval()
         errors = predictor_maps(self.predictor, x, self.spaces)
-        segments = self._segmenter()(x, parsing)
-        choice = refine(errors, segments, self.config["tau"], self.spaces)
+        segmenter = self._segmenter()
+        segments = segmenter(x, parsing)
+        tau = self.config["tau"]
+        if tau is None:  # no stored calibration for the predictor's scale: these images' W+ maps
+            faces = segmenter.resolved_mode(parsing) in ("given", "parsing-net")
+            region = face_region(segments) if faces else None
+            tau = calibrate_tau(errors[:, 0], region)
+        choice = refine(errors, segments, tau, self.spaces)
         masks = feature_masks(choice, self.spaces)
         w = None
         res = {}

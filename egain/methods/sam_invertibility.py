@@ -43,6 +43,7 @@ from egain.methods.optimise import PERCEPTUAL_OPTIONS, load_encoder
 from egain.methods.registry import register_method
 from egain.methods.sam import (
     SamObjective,
+    error_scale,
     image_key,
     measure_invertibility,
     mvg_statistics,
@@ -107,6 +108,7 @@ class SAMInvertibility(InversionMethod):
         width: int = 16,
         levels: int = 3,
         deeplab: Mapping[str, Any] | None = None,
+        target_error: str = "",
         latent_avg: torch.Tensor | None = None,
     ):
         super().__init__()
@@ -117,6 +119,8 @@ class SAMInvertibility(InversionMethod):
         self.config = {"spaces": ",".join(names), "base": base, "width": int(width), "levels": int(levels)}
         if deeplab:
             self.config["deeplab"] = dict(deeplab)
+        if target_error:  # the scale of the maps it predicts (sam's default tau depends on it)
+            self.config["target_error"] = str(target_error)
         self.net = build_invertibility_net(names, base, int(width), int(levels), **dict(deeplab or {}))
         self._latent_avg = latent_avg
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -231,6 +235,7 @@ class SAMInvertibility(InversionMethod):
 
     def setup_training(self, ctx: TrainingContext) -> None:
         super().setup_training(ctx)
+        self.config["target_error"] = error_scale(ctx.options)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
