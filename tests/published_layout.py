@@ -57,6 +57,18 @@ def irse_body(input_nc: int, units: Sequence[int], widths: Sequence[int], stem: 
     return sd
 
 
+def style_head(j: int, spatial: int, in_c: int, dim: int) -> dict:
+    """pSp's ``styles.{j}`` (GradualStyleBlock): log2(spatial) stride-2 convs, then an EqualLinear."""
+    sd, c = {}, in_c
+    for k in range(int(math.log2(spatial))):
+        sd[f"styles.{j}.convs.{2 * k}.weight"] = conv((dim, c, 3, 3))
+        sd[f"styles.{j}.convs.{2 * k}.bias"] = torch.randn(dim) * 0.1
+        c = dim
+    sd[f"styles.{j}.linear.weight"] = torch.randn(dim, dim)
+    sd[f"styles.{j}.linear.bias"] = torch.randn(dim) * 0.1
+    return sd
+
+
 def prefixed(prefix, sd):
     return {f"{prefix}.{k}": v for k, v in sd.items()}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from inversion_helpers import smooth_images, tiny_generator
-from published_layout import bn, conv, ir_unit, irse_body, prefixed
+from published_layout import bn, conv, ir_unit, irse_body, prefixed, style_head
 
 import egain.methods as methods
 from egain.errors import CheckpointError
@@ -25,14 +25,7 @@ def published_e4e_encoder(units, widths, n_styles, dim, input_size, stem=16):
     sd = irse_body(3, units, widths, stem)
     s3 = input_size // 16
     for j in range(n_styles):
-        spatial = s3 if j < 3 else (2 * s3 if j < 7 else 4 * s3)
-        c = widths[3]
-        for k in range(int(math.log2(spatial))):
-            sd[f"styles.{j}.convs.{2 * k}.weight"] = conv((dim, c, 3, 3))
-            sd[f"styles.{j}.convs.{2 * k}.bias"] = torch.randn(dim) * 0.1
-            c = dim
-        sd[f"styles.{j}.linear.weight"] = torch.randn(dim, dim)
-        sd[f"styles.{j}.linear.bias"] = torch.randn(dim) * 0.1
+        sd |= style_head(j, s3 if j < 3 else (2 * s3 if j < 7 else 4 * s3), widths[3], dim)
     sd["latlayer1.weight"], sd["latlayer1.bias"] = conv((widths[3], widths[2], 1, 1)), torch.zeros(widths[3])
     sd["latlayer2.weight"], sd["latlayer2.bias"] = conv((widths[3], widths[1], 1, 1)), torch.zeros(widths[3])
     return sd

@@ -21,7 +21,7 @@ from inversion_helpers import (
     tiny_generator,
     tiny_training_files,
 )
-from published_layout import conv, irse_body, prefixed, ref_bn
+from published_layout import conv, irse_body, prefixed, ref_bn, style_head
 
 import egain.methods as methods
 from egain.cli.main import main
@@ -149,13 +149,7 @@ def published_body(input_nc):
 def published_styles(spatials, dim, in_c):
     sd = {}
     for j, spatial in enumerate(spatials):
-        c = in_c
-        for k in range(int(math.log2(spatial))):
-            sd[f"styles.{j}.convs.{2 * k}.weight"] = conv((dim, c, 3, 3))
-            sd[f"styles.{j}.convs.{2 * k}.bias"] = torch.randn(dim) * 0.1
-            c = dim
-        sd[f"styles.{j}.linear.weight"] = torch.randn(dim, dim)
-        sd[f"styles.{j}.linear.bias"] = torch.randn(dim) * 0.1
+        sd |= style_head(j, spatial, in_c, dim)
     return sd
 
 
