@@ -41,3 +41,11 @@ def image_folder(path: Path, n: int = 16, size: int = 32, seed: int = 0) -> Path
     for i, img in enumerate(smooth_images(n, size, seed)):
         save_image(img, path / f"face_{i:03d}.png")
     return path
+
+
+def tiny_training_files(root: Path) -> dict[str, Path]:
+    """A 16 px StyleGAN2 checkpoint (``gen``) and 12 images (``data``) for end-to-end train/invert tests."""
+    return {
+        "gen": save_tiny_generator(root / "g.pt", "stylegan2", 16),
+        "data": image_folder(root / "data", 12, 16),
+    }

@@ -7,7 +7,11 @@ import json
 
 import pytest
 import torch
-from inversion_helpers import TINY_BASIC, image_folder, save_tiny_generator, smooth_images
+from inversion_helpers import (
+    TINY_BASIC,
+    smooth_images,
+    tiny_training_files,
+)
 
 from egain import methods
 from egain.applications.restoration import (
@@ -47,10 +51,7 @@ def test_corruptions_keep_shape_and_do_what_they_say():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("restoration")
-    return {
-        "gen": save_tiny_generator(root / "g.pt", "stylegan2", 16),
-        "data": image_folder(root / "data", 12, 16),
-    }
+    return tiny_training_files(root)
 
 
 @pytest.mark.parametrize(

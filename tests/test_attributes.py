@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from synthfaces_train_helpers import tiny_train_config
 from torch import nn
 
 from egain.cli.main import main
@@ -40,23 +41,7 @@ def tiny_classifier(seed: int = 0, **kw) -> AttributeClassifier:
 
 
 def tiny_config(out, **kw) -> AttributeTrainConfig:
-    base = dict(
-        out=str(out),
-        data="synthfaces:24x2",
-        size=32,
-        steps=4,
-        batch=4,
-        warmup=1,
-        eval_identities=4,
-        eval_per_identity=1,
-        eval_every=0,
-        ckpt_every=100,
-        log_every=1,
-        device="cpu",
-        net=AttributeNetConfig(**TINY).to_dict(),
-    )
-    base.update(kw)
-    return AttributeTrainConfig(**base)
+    return tiny_train_config(AttributeTrainConfig, out, AttributeNetConfig(**TINY).to_dict(), 4, **kw)
 
 
 def test_table_and_labels():

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from inversion_helpers import image_folder, save_tiny_generator, smooth_images, tiny_generator
-from test_methods_published import bn, conv, ir_unit, prefixed
+from published_layout import bn, irse_body, prefixed, ref_bn
 
 import egain.methods as methods
 from egain.cli.main import main
@@ -99,16 +99,7 @@ def test_dse_shapes(size):
 
 def published_stage(input_nc, units, widths, rows, dim, pool=7, stem=16):
     """One published stage encoder: IR-SE body (4 stages, the 4th unused) and output_layer_3/4/5."""
-    sd = {
-        "input_layer.0.weight": conv((stem, input_nc, 3, 3)),
-        **bn("input_layer.1", stem),
-        "input_layer.2.weight": torch.full((stem,), 0.25),
-    }
-    i, cin = 0, stem
-    for n, w in zip(units, widths, strict=True):
-        for _ in range(n):
-            sd |= ir_unit(f"body.{i}", cin, w, se=True)
-            cin, i = w, i + 1
+    sd = irse_body(input_nc, units, widths, stem)
     for name, c, r in (("output_layer_3", widths[2], rows[0]), ("output_layer_4", widths[1], rows[1])) + (
         ("output_layer_5", widths[0], rows[2]),
     ):
@@ -116,19 +107,6 @@ def published_stage(input_nc, units, widths, rows, dim, pool=7, stem=16):
         sd[f"{name}.3.weight"] = torch.randn(r * dim, c * pool * pool) / math.sqrt(c * pool * pool)
         sd[f"{name}.3.bias"] = torch.randn(r * dim) * 0.1
     return sd
-
-
-def ref_bn(x, sd, p):
-    return F.batch_norm(
-        x,
-        sd[f"{p}.running_mean"],
-        sd[f"{p}.running_var"],
-        sd[f"{p}.weight"],
-        sd[f"{p}.bias"],
-        False,
-        0.0,
-        1e-5,
-    )
 
 
 def ref_body_taps(x, sd, units, widths):

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from inversion_helpers import smooth_images, tiny_generator
+from published_layout import bn, conv, ir_unit, irse_body, prefixed, style_head
 
 import egain.methods as methods
 from egain.errors import CheckpointError
@@ -20,58 +21,11 @@ from egain.generators import generator_to_rosinality
 from egain.methods.composition import basic_encoder_from_checkpoint
 
 
-def bn(prefix, c):
-    return {
-        f"{prefix}.weight": torch.rand(c) + 0.5,
-        f"{prefix}.bias": torch.randn(c) * 0.1,
-        f"{prefix}.running_mean": torch.randn(c) * 0.1,
-        f"{prefix}.running_var": torch.rand(c) + 0.5,
-        f"{prefix}.num_batches_tracked": torch.tensor(7),
-    }
-
-
-def conv(shape):
-    fan_in = shape[1] * shape[2] * shape[3]
-    return torch.randn(shape) / math.sqrt(fan_in)
-
-
-def ir_unit(prefix, cin, d, se):
-    sd = {}
-    if cin != d:
-        sd[f"{prefix}.shortcut_layer.0.weight"] = conv((d, cin, 1, 1))
-        sd |= bn(f"{prefix}.shortcut_layer.1", d)
-    sd |= bn(f"{prefix}.res_layer.0", cin)
-    sd[f"{prefix}.res_layer.1.weight"] = conv((d, cin, 3, 3))
-    sd[f"{prefix}.res_layer.2.weight"] = torch.full((d,), 0.25)
-    sd[f"{prefix}.res_layer.3.weight"] = conv((d, d, 3, 3))
-    sd |= bn(f"{prefix}.res_layer.4", d)
-    if se:
-        sd[f"{prefix}.res_layer.5.fc1.weight"] = conv((d // 16, d, 1, 1))
-        sd[f"{prefix}.res_layer.5.fc2.weight"] = conv((d, d // 16, 1, 1))
-    return sd
-
-
 def published_e4e_encoder(units, widths, n_styles, dim, input_size, stem=16):
-    sd = {
-        "input_layer.0.weight": conv((stem, 3, 3, 3)),
-        **bn("input_layer.1", stem),
-        "input_layer.2.weight": torch.full((stem,), 0.25),
-    }
-    i, cin = 0, stem
-    for n, w in zip(units, widths, strict=True):
-        for _ in range(n):
-            sd |= ir_unit(f"body.{i}", cin, w, se=True)
-            cin, i = w, i + 1
+    sd = irse_body(3, units, widths, stem)
     s3 = input_size // 16
     for j in range(n_styles):
-        spatial = s3 if j < 3 else (2 * s3 if j < 7 else 4 * s3)
-        c = widths[3]
-        for k in range(int(math.log2(spatial))):
-            sd[f"styles.{j}.convs.{2 * k}.weight"] = conv((dim, c, 3, 3))
-            sd[f"styles.{j}.convs.{2 * k}.bias"] = torch.randn(dim) * 0.1
-            c = dim
-        sd[f"styles.{j}.linear.weight"] = torch.randn(dim, dim)
-        sd[f"styles.{j}.linear.bias"] = torch.randn(dim) * 0.1
+        sd |= style_head(j, s3 if j < 3 else (2 * s3 if j < 7 else 4 * s3), widths[3], dim)
     sd["latlayer1.weight"], sd["latlayer1.bias"] = conv((widths[3], widths[2], 1, 1)), torch.zeros(widths[3])
     sd["latlayer2.weight"], sd["latlayer2.bias"] = conv((widths[3], widths[1], 1, 1)), torch.zeros(widths[3])
     return sd
@@ -117,10 +71,6 @@ def published_ada(a1, a2, a3, a4):
         for u, (cin, d) in enumerate(units):
             sd |= ir_unit(f"{stage}.{u}", cin, d, se=False)
     return sd
-
-
-def prefixed(prefix, sd):
-    return {f"{prefix}.{k}": v for k, v in sd.items()}
 
 
 @pytest.fixture(scope="module")

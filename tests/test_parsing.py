@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from inversion_helpers import smooth_images, tiny_generator
-from test_methods_published import bn, conv
+from published_layout import bn, conv
+from synthfaces_train_helpers import tiny_train_config
 
 import egain.methods as methods
 from egain.cli.main import main
@@ -52,23 +53,7 @@ def tiny_parser(seed: int = 0, **kw) -> ParsingNet:
 
 
 def tiny_config(out, **kw) -> ParsingTrainConfig:
-    base = dict(
-        out=str(out),
-        data="synthfaces:24x2",
-        size=32,
-        steps=4,
-        batch=4,
-        warmup=1,
-        eval_identities=3,
-        eval_per_identity=1,
-        eval_every=0,
-        ckpt_every=100,
-        log_every=1,
-        device="cpu",
-        net=ParsingNetConfig(**TINY).to_dict(),
-    )
-    base.update(kw)
-    return ParsingTrainConfig(**base)
+    return tiny_train_config(ParsingTrainConfig, out, ParsingNetConfig(**TINY).to_dict(), 3, **kw)
 
 
 # ------------------------------------------------------------------------------------------------

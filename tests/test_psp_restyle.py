@@ -16,8 +16,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from inversion_helpers import image_folder, save_tiny_generator, smooth_images, tiny_generator
-from test_methods_published import bn, conv, ir_unit, prefixed
+from inversion_helpers import (
+    smooth_images,
+    tiny_generator,
+    tiny_training_files,
+)
+from published_layout import conv, irse_body, prefixed, ref_bn, style_head
 
 import egain.methods as methods
 from egain.cli.main import main
@@ -139,36 +143,14 @@ def test_restyle_e4e_head_is_w0_plus_progressive_offsets():
 
 
 def published_body(input_nc):
-    sd = {
-        "input_layer.0.weight": conv((STEM, input_nc, 3, 3)),
-        **bn("input_layer.1", STEM),
-        "input_layer.2.weight": torch.full((STEM,), 0.25),
-    }
-    i, cin = 0, STEM
-    for n, w in zip(UNITS, WIDTHS, strict=True):
-        for _ in range(n):
-            sd |= ir_unit(f"body.{i}", cin, w, se=True)
-            cin, i = w, i + 1
-    return sd
+    return irse_body(input_nc, UNITS, WIDTHS, STEM)
 
 
 def published_styles(spatials, dim, in_c):
     sd = {}
     for j, spatial in enumerate(spatials):
-        c = in_c
-        for k in range(int(math.log2(spatial))):
-            sd[f"styles.{j}.convs.{2 * k}.weight"] = conv((dim, c, 3, 3))
-            sd[f"styles.{j}.convs.{2 * k}.bias"] = torch.randn(dim) * 0.1
-            c = dim
-        sd[f"styles.{j}.linear.weight"] = torch.randn(dim, dim)
-        sd[f"styles.{j}.linear.bias"] = torch.randn(dim) * 0.1
+        sd |= style_head(j, spatial, in_c, dim)
     return sd
-
-
-def ref_bn(x, sd, p):
-    return F.batch_norm(
-        x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"]
-    )
 
 
 def ref_body(sd, x):
@@ -391,10 +373,7 @@ def test_missing_published_file_names_where_it_is_published(name, where, tmp_pat
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("psp_restyle")
-    return {
-        "gen": save_tiny_generator(root / "g.pt", "stylegan2", 16),
-        "data": image_folder(root / "data", 12, 16),
-    }
+    return tiny_training_files(root)
 
 
 @pytest.mark.parametrize(

@@ -7,15 +7,20 @@ face-embedder commands short.
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from egain.cli.argtypes import int_list
 from egain.cli.synthfaces_train import (
+    add_action,
+    add_command,
+    add_evaluate_arguments,
     add_session_arguments,
     add_train_arguments,
+    check_report_dir,
+    held_out_data,
     prepare_session,
+    print_export,
     train_config_kwargs,
+    write_report,
 )
 
 
@@ -25,18 +30,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from egain.training.attributes import AttributeTrainConfig
 
     cfg, net = AttributeTrainConfig(), AttributeNetConfig()
-    parser = sub.add_parser(
+    asub = add_command(
+        sub,
         "attributes",
         help="train / evaluate the attribute classifier (smile, yaw, glasses, rare details, ...)",
         description="A CNN scoring synthfaces attributes (the scorer for latent editing and edit "
         "evaluation). See docs/faces.md, 'Attribute classifier'.",
     )
-    asub = parser.add_subparsers(dest="attributes_command", metavar="ACTION", required=True)
 
-    t = asub.add_parser(
-        "train",
-        help="train on on-the-fly synthfaces (train split), report on held-out identities",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    t = add_action(
+        asub, "train", "train on on-the-fly synthfaces (train split), report on held-out identities"
     )
     add_train_arguments(
         t,
@@ -55,11 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_session_arguments(t, cfg)
     t.set_defaults(func=_train)
 
-    e = asub.add_parser(
-        "evaluate",
-        help="held-out accuracy / AUC / Spearman per attribute",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    e = add_action(asub, "evaluate", "held-out accuracy / AUC / Spearman per attribute")
     e.add_argument(
         "--classifier", required=True, help="RUN/classifier.pt, RUN, zoo:NAME or synthfaces-attributes"
     )
@@ -70,12 +69,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "identities (test split of its training world)",
     )
     e.add_argument("--split", default=None, help="with a folder: only these labels.jsonl splits (a,b)")
-    e.add_argument("--identities", type=int, default=None, help="held-out identities (default: as trained)")
-    e.add_argument("--per-identity", type=int, default=None)
-    e.add_argument("--batch", type=int, default=128)
-    e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--out", default=None, help="write report.json here")
-    e.add_argument("--device", default="auto")
+    add_evaluate_arguments(e, batch=128)
     e.set_defaults(func=_evaluate)
 
 
@@ -100,29 +94,19 @@ def _train(args: argparse.Namespace) -> int:
             f"test-split identities): mean accuracy {s['mean_accuracy']:.3f}, balanced "
             f"{s['mean_balanced_accuracy']:.3f}, AUC {s['mean_auc']:.3f}; mean Spearman {s['mean_spearman']:.3f}"
         )
-    if os.environ.get("RANK", "0") == "0" and (Path(args.out) / "classifier.pt").exists() and result:
-        print(f"wrote {Path(args.out) / 'classifier.pt'}")
+    print_export(args, result, "classifier.pt")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from egain.data.synthfaces import dataset_from_spec
     from egain.faces.attributes import LabelledFolder, evaluate_classifier, format_metrics, load_classifier
-    from egain.runtime.files import atomic_write_json
     from egain.training.attributes import eval_dataset
-    from egain.utils.paths import check_output_dir
 
-    if args.out:
-        check_output_dir(args.out)
+    check_report_dir(args)
     clf = load_classifier(args.classifier, device=args.device)
-    trained = clf.meta.get("scores", {}).get("held_out", {})
     if args.data is None:
-        data = eval_dataset(
-            int(trained.get("seed", 0)),
-            clf.size,
-            args.identities or int(trained.get("identities", 300)),
-            args.per_identity or int(trained.get("per_identity", 2)),
-        )
+        data = held_out_data(eval_dataset, clf.meta, clf.size, args, identities=300)
         what = f"{len(data)} images of held-out (test-split) identities"
     elif args.data.startswith("synthfaces:"):
         data = dataset_from_spec(args.data[len("synthfaces:") :], size=clf.size, return_labels=True)
@@ -140,10 +124,5 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"mean accuracy {summary['mean_accuracy']:.3f}, balanced {summary['mean_balanced_accuracy']:.3f}, "
         f"AUC {summary['mean_auc']:.3f}; mean Spearman {summary['mean_spearman']:.3f}"
     )
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        report = {"classifier": clf.name, "data": what, "summary": summary, "attributes": metrics}
-        atomic_write_json(out / "report.json", report)
-        print(f"wrote {out / 'report.json'}")
+    write_report(args, {"classifier": clf.name, "data": what, "summary": summary, "attributes": metrics})
     return 0

@@ -6,15 +6,20 @@ Registered under ``egain faces`` (see :mod:`egain.cli.faces`).
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from egain.cli.argtypes import int_list
 from egain.cli.synthfaces_train import (
+    add_action,
+    add_command,
+    add_evaluate_arguments,
     add_session_arguments,
     add_train_arguments,
+    check_report_dir,
+    held_out_data,
     prepare_session,
+    print_export,
     train_config_kwargs,
+    write_report,
 )
 from egain.errors import InputError
 
@@ -25,18 +30,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from egain.training.parsing import ParsingTrainConfig
 
     cfg, net = ParsingTrainConfig(), ParsingNetConfig()
-    parser = sub.add_parser(
+    psub = add_command(
+        sub,
         "parsing",
         help="train / evaluate the face-parsing network (per-pixel classes of synthfaces)",
         description="A UNet parsing synthfaces into their 22 classes (E2Style's multi-layer parsing loss, "
         "SAM's segments). See docs/faces.md, 'Face parsing'.",
     )
-    psub = parser.add_subparsers(dest="parsing_command", metavar="ACTION", required=True)
 
-    t = psub.add_parser(
-        "train",
-        help="train on on-the-fly synthfaces maps (train split), report mIoU on held-out identities",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    t = add_action(
+        psub, "train", "train on on-the-fly synthfaces maps (train split), report mIoU on held-out identities"
     )
     add_train_arguments(
         t,
@@ -60,11 +63,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_session_arguments(t, cfg)
     t.set_defaults(func=_train)
 
-    e = psub.add_parser(
-        "evaluate",
-        help="per-class IoU and mIoU on held-out synthfaces identities",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    e = add_action(psub, "evaluate", "per-class IoU and mIoU on held-out synthfaces identities")
     e.add_argument(
         "--parser",
         required=True,
@@ -77,12 +76,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="synthfaces:SPEC; default: the parser's held-out identities (test split of its training world)",
     )
     e.add_argument("--size", type=int, default=None, help="image size (default: the parser's, 64 for others)")
-    e.add_argument("--identities", type=int, default=None, help="held-out identities (default: as trained)")
-    e.add_argument("--per-identity", type=int, default=None)
-    e.add_argument("--batch", type=int, default=64)
-    e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--out", default=None, help="write report.json here")
-    e.add_argument("--device", default="auto")
+    add_evaluate_arguments(e, batch=64)
     e.set_defaults(func=_evaluate)
 
 
@@ -106,32 +100,22 @@ def _train(args: argparse.Namespace) -> int:
             f"held-out ({h['images']} images of {h['identities']} test-split identities, {result['steps']} steps): "
             f"mIoU {result['miou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}"
         )
-    if os.environ.get("RANK", "0") == "0" and result and (Path(args.out) / "parser.pt").exists():
-        print(f"wrote {Path(args.out) / 'parser.pt'}")
+    print_export(args, result, "parser.pt")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from egain.data.synthfaces import dataset_from_spec
     from egain.faces.parsing import ParsingNet, evaluate_parser, format_iou, load_parser
-    from egain.runtime.files import atomic_write_json
     from egain.training.parsing import eval_dataset
-    from egain.utils.paths import check_output_dir
 
-    if args.out:
-        check_output_dir(args.out)
+    check_report_dir(args)
     parser = load_parser(args.parser, device=args.device)
-    trained = parser.meta.get("scores", {}).get("held_out", {})
     size = args.size or (
         parser.input_size if isinstance(parser, ParsingNet) and parser.input_size <= 256 else 64
     )
     if args.data is None:
-        data = eval_dataset(
-            int(trained.get("seed", 0)),
-            size,
-            args.identities or int(trained.get("identities", 200)),
-            args.per_identity or int(trained.get("per_identity", 2)),
-        )
+        data = held_out_data(eval_dataset, parser.meta, size, args, identities=200)
         what = f"{len(data)} images of held-out (test-split) identities at {size} px"
     elif args.data.startswith("synthfaces:"):
         data = dataset_from_spec(args.data[len("synthfaces:") :], size=size, return_parsing=True)
@@ -141,10 +125,5 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate_parser(parser, data, batch=args.batch, workers=args.workers, progress_bar=True)
     print(f"{parser.name} on {what}")
     print(format_iou(report))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        rec = {"parser": parser.name, "data": what, **report}
-        atomic_write_json(out / "report.json", rec)
-        print(f"wrote {out / 'report.json'}")
+    write_report(args, {"parser": parser.name, "data": what, **report})
     return 0

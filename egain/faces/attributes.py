@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from egain.errors import CheckpointError, InputError
-from egain.runtime.checkpoint import load_checkpoint
+from egain.errors import InputError
+from egain.faces.exports import cpu_state, export_meta, file_in_run, load_export
 
 CLASSIFIER_FORMAT = "attribute-classifier"
 #: zoo name the integrator bundles the trained classifier under (spec ``synthfaces-attributes``)
@@ -316,7 +316,7 @@ def classifier_checkpoint(
         "egain_format": CLASSIFIER_FORMAT,
         "config": net.config.to_dict(),
         "attributes": [_BY_NAME[n].to_dict() for n in net.config.attributes],
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "state_dict": cpu_state(net),
         "scores": dict(scores or {}),
         **dict(extra or {}),
     }
@@ -339,12 +339,7 @@ def resolve_classifier_path(spec: str | os.PathLike) -> Path:
         from egain import zoo
 
         return zoo.bundled_path(spec[4:])
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "classifier.pt").exists():
-            raise CheckpointError(f"'{path}' is a folder without classifier.pt (an attribute run folder?)")
-        path = path / "classifier.pt"
-    return path
+    return file_in_run(Path(spec).expanduser(), "classifier.pt", "an attribute")
 
 
 def load_classifier(
@@ -357,19 +352,15 @@ def load_classifier(
     if isinstance(spec, AttributeClassifier):
         return spec.to(dev)
     path = resolve_classifier_path(spec)
-    ckpt = load_checkpoint(path, what="attribute classifier", required_keys=("config", "state_dict"))
-    if ckpt.get("egain_format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(
-            f"'{path}' is not an attribute classifier (egain_format={ckpt.get('egain_format')!r}, "
-            f"expected '{CLASSIFIER_FORMAT}'; a training checkpoint? pass RUN/classifier.pt)"
-        )
-    try:
-        net = AttributeNet(AttributeNetConfig.from_dict(ckpt["config"]))
-        net.load_state_dict(ckpt["state_dict"], strict=True)
-    except (RuntimeError, TypeError, ValueError, InputError) as exc:
-        raise CheckpointError(f"attribute classifier '{path}' does not match its config: {exc}") from None
+    net, ckpt = load_export(
+        path,
+        fmt=CLASSIFIER_FORMAT,
+        what="attribute classifier",
+        artefact="classifier.pt",
+        build=lambda config: AttributeNet(AttributeNetConfig.from_dict(config)),
+    )
     clf = AttributeClassifier(net, name=str(spec))
-    clf.meta = {"scores": ckpt.get("scores", {}), "train": ckpt.get("train", {})}
+    clf.meta = export_meta(ckpt)
     return clf.to(dev)
 
 

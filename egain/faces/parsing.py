@@ -45,6 +45,7 @@ from torch import nn
 
 from egain.data.synthfaces.parsing import CELEBAMASK_CLASSES, PARSING_CLASSES, TO_CELEBAMASK
 from egain.errors import CheckpointError, InputError
+from egain.faces.exports import cpu_state, export_meta, file_in_run, load_export
 from egain.runtime.checkpoint import load_checkpoint
 
 PARSER_FORMAT = "face-parser"
@@ -330,7 +331,7 @@ def parser_checkpoint(net: ParsingNet, scores: Mapping | None = None, extra: Map
     return {
         "egain_format": PARSER_FORMAT,
         "config": net.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "state_dict": cpu_state(net),
         "scores": dict(scores or {}),
         **dict(extra or {}),
     }
@@ -345,18 +346,14 @@ def save_parser(net: ParsingNet, path: str | os.PathLike, **kw) -> Path:
 
 def load_egain_parser(path: str | os.PathLike) -> ParsingNet:
     """A :class:`ParsingNet` from our ``parser.pt`` (safe loading; strict)."""
-    ckpt = load_checkpoint(path, what="face parser", required_keys=("config", "state_dict"))
-    if ckpt.get("egain_format") != PARSER_FORMAT:
-        raise CheckpointError(
-            f"'{path}' is not a face parser (egain_format={ckpt.get('egain_format')!r}, expected "
-            f"'{PARSER_FORMAT}'; a training checkpoint? pass RUN/parser.pt)"
-        )
-    try:
-        net = ParsingNet(ParsingNetConfig.from_dict(ckpt["config"]))
-        net.load_state_dict(ckpt["state_dict"], strict=True)
-    except (RuntimeError, TypeError, ValueError, InputError) as exc:
-        raise CheckpointError(f"face parser '{path}' does not match its config: {exc}") from None
-    net.meta = {"scores": ckpt.get("scores", {}), "train": ckpt.get("train", {})}
+    net, ckpt = load_export(
+        path,
+        fmt=PARSER_FORMAT,
+        what="face parser",
+        artefact="parser.pt",
+        build=lambda config: ParsingNet(ParsingNetConfig.from_dict(config)),
+    )
+    net.meta = export_meta(ckpt)
     return net
 
 
@@ -631,12 +628,7 @@ def resolve_parser_path(spec: str | os.PathLike) -> Path:
                 f"the bundled face parser '{BUNDLED_SPEC}' ({BUNDLED_NAME}.pt) is not in this installation; "
                 f"train it with '{TRAIN_HINT}' and pass RUN/parser.pt"
             ) from None
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "parser.pt").exists():
-            raise CheckpointError(f"'{path}' is a folder without parser.pt (a parsing run folder?)")
-        path = path / "parser.pt"
-    return path
+    return file_in_run(Path(spec).expanduser(), "parser.pt", "a parsing")
 
 
 def is_parser_spec(spec: str) -> bool:

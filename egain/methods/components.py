@@ -24,7 +24,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from egain.errors import EgainError
 from egain.ops.equalized import EqualConv2d, fused_leaky_relu
+
+#: the encoder presets every encoder method offers: the published sizes and a small network
+PRESET_NAMES = ("published", "small")
+
+
+def resolve_preset(generator: nn.Module, requested: str) -> str:
+    """ "published" (the paper's encoder sizes) for >= 256 px, 512-d generators; else "small" (the
+    64 px synthfaces world); an explicit ``requested`` must be one of :data:`PRESET_NAMES`."""
+    if requested == "auto":
+        return "published" if generator.size >= 256 and generator.style_dim >= 512 else "small"
+    if requested not in PRESET_NAMES:
+        raise EgainError(f"preset must be 'auto', 'published' or 'small', got {requested!r}")
+    return requested
+
+
+def face_pool(y: torch.Tensor, size: int) -> torch.Tensor:
+    """The published ``face_pool``: area-average a larger generator output to ``size`` (bilinear up
+    for a smaller one), so encoder methods compare and return images at their input size."""
+    if y.shape[-1] == size:
+        return y
+    if y.shape[-1] > size:
+        return F.adaptive_avg_pool2d(y, (size, size))
+    return F.interpolate(y, size=(size, size), mode="bilinear", align_corners=False)
+
 
 Fusion = dict[str, tuple[torch.Tensor, torch.Tensor]]
 

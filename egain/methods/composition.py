@@ -52,6 +52,8 @@ from egain.methods.components import (
     Fusion,
     InternalFusion,
     compose_fusion,
+    face_pool,
+    resolve_preset,
 )
 from egain.nn.layout import is_channels_last, plain
 
@@ -93,14 +95,6 @@ def merge_config(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
 
 # ------------------------------------------------------------------------------------------------
 # presets: the published sizes, and small networks for the 64 px synthfaces world
-
-
-def _preset(generator: nn.Module, requested: str) -> str:
-    if requested != "auto":
-        if requested not in ("published", "small"):
-            raise EgainError(f"preset must be 'auto', 'published' or 'small', got {requested!r}")
-        return requested
-    return "published" if generator.size >= 256 and generator.style_dim >= 512 else "small"
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -247,7 +241,7 @@ class EGAINMethod(InversionMethod):
         generator.eval()
         self.input_size = int(cfg.get("input_size") or min(generator.size, 256))
         cfg["input_size"] = self.input_size
-        self.preset = _preset(generator, cfg.get("preset", "auto"))
+        self.preset = resolve_preset(generator, cfg.get("preset", "auto"))
         cfg["preset"] = self.preset
         self.passes = int(cfg.get("passes", 1))
         self.noise_mode = str(cfg.get("noise_mode", "const"))
@@ -342,12 +336,7 @@ class EGAINMethod(InversionMethod):
 
     def to_input_size(self, y: torch.Tensor) -> torch.Tensor:
         """The published ``face_pool``: area-average a larger G output to the input size."""
-        s = self.input_size
-        if y.shape[-1] == s:
-            return y
-        if y.shape[-1] > s:
-            return F.adaptive_avg_pool2d(y, (s, s))
-        return F.interpolate(y, size=(s, s), mode="bilinear", align_corners=False)
+        return face_pool(y, self.input_size)
 
     # -- the flow ---------------------------------------------------------------------------------
 

@@ -55,20 +55,13 @@ from egain.methods.base import (
     prepare_images,
     replace_option,
 )
+from egain.methods.components import resolve_preset
 from egain.methods.registry import register_method
 
 PUBLISHED_AT = "https://github.com/disanda/DSE (README 'pre-trained GANs and their corresponding encoders', Google Drive)"
 #: encoder widths: the published rule (startf 16 at 1024 px, doubling as the size halves; cap 512)
 #: and a small encoder for the 64 px synthfaces world
 PRESETS = {"published": {"maxf": 512}, "small": {"startf": 16, "maxf": 128}}
-
-
-def _preset(generator: nn.Module, requested: str) -> str:
-    if requested == "auto":
-        return "published" if generator.size >= 256 and generator.style_dim >= 512 else "small"
-    if requested not in PRESETS:
-        raise EgainError(f"preset must be 'auto', 'published' or 'small', got {requested!r}")
-    return requested
 
 
 def truncated_codes(
@@ -146,7 +139,7 @@ class DSE(InversionMethod):
         if noise_mode not in NOISE_MODES:
             raise EgainError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         self.input_size = int(generator.size)
-        self.preset = _preset(generator, preset)
+        self.preset = resolve_preset(generator, preset)
         n_blocks = generator.n_latent // 2
         p = PRESETS[self.preset]
         self.startf = int(startf or p.get("startf") or max(1, 16 * 1024 // self.input_size))

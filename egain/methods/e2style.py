@@ -50,6 +50,7 @@ from egain.methods.base import (
     TrainOption,
     prepare_images,
 )
+from egain.methods.components import resolve_preset
 from egain.methods.composition import TRAIN_FORMAT
 from egain.methods.registry import register_method
 
@@ -63,14 +64,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {"units": (1, 2, 2), "widths": (16, 32, 48), "stem_channels": 16},
 }
 POOLS = {"code": POOL_CODE, "paper": POOL_PAPER}
-
-
-def _preset(generator: nn.Module, requested: str) -> str:
-    if requested == "auto":
-        return "published" if generator.size >= 256 and generator.style_dim >= 512 else "small"
-    if requested not in PRESETS:
-        raise EgainError(f"preset must be 'auto', 'published' or 'small', got {requested!r}")
-    return requested
 
 
 def _pools(value: str | Sequence[int]) -> tuple[int, int, int]:
@@ -161,7 +154,7 @@ class E2Style(InversionMethod):
             raise EgainError(f"E2Style needs at least one stage, got stages={stages}")
         self.generator = generator.requires_grad_(False).eval()
         self.input_size = int(input_size or min(generator.size, 256))
-        self.preset = _preset(generator, preset)
+        self.preset = resolve_preset(generator, preset)
         self.stages = int(stages)
         self.run_stages = self.stages if run_stages is None else int(run_stages)
         if not 1 <= self.run_stages <= self.stages:

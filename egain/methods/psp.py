@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from egain.editing.directions import DirectionLike, apply_edit
@@ -46,6 +45,7 @@ from egain.methods.base import (
     TrainOption,
     prepare_images,
 )
+from egain.methods.components import face_pool, resolve_preset
 from egain.methods.composition import PRESETS
 from egain.methods.published import (
     _generator_for,
@@ -85,15 +85,6 @@ LOSS_OPTIONS: tuple[TrainOption, ...] = (
         choices=("random", "const"),
     ),
 )
-
-
-def resolve_preset(generator: nn.Module, requested: str) -> str:
-    """ "published" (IR-SE50, 512-wide heads) for >= 256 px, 512-d generators; else "small"."""
-    if requested == "auto":
-        return "published" if generator.size >= 256 and generator.style_dim >= 512 else "small"
-    if requested not in PRESETS:
-        raise EgainError(f"preset must be 'auto', 'published' or 'small', got {requested!r}")
-    return requested
 
 
 def encoder_options(preset: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -146,12 +137,7 @@ class StyleEncoderMethod(InversionMethod):
 
     def to_input_size(self, y: torch.Tensor) -> torch.Tensor:
         """The published ``face_pool``: area-average a larger generator output to the input size."""
-        s = self.input_size
-        if y.shape[-1] == s:
-            return y
-        if y.shape[-1] > s:
-            return F.adaptive_avg_pool2d(y, (s, s))
-        return F.interpolate(y, size=(s, s), mode="bilinear", align_corners=False)
+        return face_pool(y, self.input_size)
 
     def _inference_modules(self) -> tuple[nn.Module, ...]:
         # Same reasoning as EGAINMethod.set_memory_format: the encoder's weights are converted

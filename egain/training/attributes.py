@@ -20,16 +20,12 @@ batches, so the effective batch is ``batch * world_size``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from egain.data.synthfaces import SynthFacesDataset, collate_with_labels
 from egain.data.synthfaces.recipes import held_out_identities
-from egain.errors import InputError
 from egain.faces.attributes import (
     AttributeClassifier,
     AttributeNet,
@@ -42,22 +38,18 @@ from egain.faces.attributes import (
     label_values,
     normalise_targets,
 )
-from egain.runtime.checkpoint import atomic_torch_save, clean_stale_tmp
-from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
-from egain.runtime.files import atomic_write_json
-from egain.runtime.logging import JsonlLogger, progress
-from egain.runtime.runinfo import RunClock, write_run_info
-from egain.runtime.signals import StopFlag
+from egain.runtime.distributed import DistInfo, all_reduce_mean, barrier
+from egain.runtime.logging import progress
 from egain.training.common import (
-    StepBatches,
-    adamw_param_groups,
-    finish_session,
-    gathered_rng_states,
-    step_seed,
+    SupervisedSession,
+    check_run_options,
+    check_schedule_options,
+    from_uint8,
+    run_distributed,
     synthfaces_train_dataset,
+    to_uint8,
+    warmup_cosine_lr,
 )
-from egain.training.common import resume as resume_training
-from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "attribute-train-checkpoint"
 #: settings a resume must share with the checkpoint (the rest may change between sessions)
@@ -91,10 +83,7 @@ class AttributeTrainConfig:
 
 def lr_at(step: int, cfg: AttributeTrainConfig) -> float:
     """Linear warm-up, then cosine decay to zero at ``steps``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    return warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
 
 
 def train_dataset(spec: str, size: int) -> SynthFacesDataset:
@@ -120,7 +109,7 @@ def preload_dataset(
     for x, _ids, labels in progress(
         loader, total=len(loader), desc="render train set", enabled=progress_bar, unit="batch"
     ):
-        images.append(x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8))
+        images.append(to_uint8(x))
         values.append(torch.from_numpy(label_values(labels, attributes)).float())
     return torch.cat(images), torch.cat(values)
 
@@ -128,60 +117,34 @@ def preload_dataset(
 def train_attributes(cfg: AttributeTrainConfig, resume: str | None = "auto") -> dict:
     """Train the classifier; returns the held-out figures (on rank 0; other ranks and stopped
     sessions return {})."""
-    if cfg.steps < 1 or cfg.batch < 2:
-        raise InputError(f"need --steps >= 1 and --batch >= 2 (got {cfg.steps}, {cfg.batch})")
-    if cfg.preload not in ("auto", "yes", "no"):
-        raise InputError(f"--preload must be auto, yes or no, got '{cfg.preload}'")
-    if cfg.workers < 0:
-        raise InputError(f"--workers must be >= 0, got {cfg.workers}")
-    if not cfg.out:
-        raise InputError("--out (the run folder) is required")
-    dist_info = init_distributed(cfg.device)
-    try:
-        return _train(cfg, resume, dist_info)
-    finally:
-        cleanup()
+    check_schedule_options(cfg)
+    check_run_options(cfg)
+    return run_distributed(_train, cfg, resume)
 
 
 def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
-    device, main, out = dist_info.device, dist_info.is_main, Path(cfg.out)
-    seed_everything(cfg.seed)
-    if main:  # half-written files of a run killed mid-save
-        clean_stale_tmp(out)
+    session = SupervisedSession(
+        cfg,
+        dist_info,
+        fmt=CHECKPOINT_FORMAT,
+        what="attribute training checkpoint",
+        keys=_RESUME_KEYS,
+        desc="attributes",
+    )
+    device, main = session.device, session.main
     net_cfg = AttributeNetConfig.from_dict({**cfg.net, "size": cfg.size})
     attributes = get_attributes(net_cfg.attributes)
     data = train_dataset(cfg.data, cfg.size)
     held = eval_dataset(data.seed, cfg.size, cfg.eval_identities, cfg.eval_per_identity)
+    net = session.build(lambda: AttributeNet(net_cfg), resume)
 
-    torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
-    net = AttributeNet(net_cfg).to(device)
-    optimizer = torch.optim.AdamW(adamw_param_groups(net, cfg.weight_decay), lr=cfg.lr)
-    clock = RunClock()
-    ckpt_path = out / "checkpoint.pt"
-    step = resume_training(
-        resume,
-        ckpt_path,
-        fmt=CHECKPOINT_FORMAT,
-        what="attribute training checkpoint",
-        config=cfg,
-        keys=_RESUME_KEYS,
-        module=net,
-        optimizer=optimizer,
-        clock=clock,
-        dist_info=dist_info,
-    )
-
-    session_end = cfg.steps if cfg.stop_after is None else min(cfg.steps, step + cfg.stop_after)
-    remaining = (session_end - step) * cfg.batch
-    preload = cfg.preload == "yes" or (cfg.preload == "auto" and remaining >= len(data))
-    sampler = StepBatches(len(data), cfg.batch, cfg.seed, dist_info.rank, step, session_end)
+    sampler, preload = session.sampler(len(data))
     if preload:
         cache_images, cache_values = preload_dataset(data, attributes, cfg.workers, progress_bar=main)
 
         def batches():
             for idx in sampler:
-                x = cache_images[idx].to(device).float().div_(127.5).sub_(1.0)
-                yield x, cache_values[idx].to(device)
+                yield from_uint8(cache_images[idx], device), cache_values[idx].to(device)
 
     else:
         loader = torch.utils.data.DataLoader(
@@ -192,102 +155,39 @@ def _train(cfg: AttributeTrainConfig, resume, dist_info: DistInfo) -> dict:
             for x, _ids, labels in loader:
                 yield x.to(device), torch.from_numpy(label_values(labels, attributes)).float().to(device)
 
-    train_model: nn.Module = net
-    if dist_info.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    logger = JsonlLogger(out / "log.jsonl", enabled=main)
+    train_model = session.start()
 
-    def save_checkpoint() -> None:
-        states = gathered_rng_states(dist_info)  # a collective: every rank calls it
-        if main:
-            atomic_torch_save(
-                {
-                    "egain_format": CHECKPOINT_FORMAT,
-                    "config": asdict(cfg),
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "clock": clock.state_dict(),
-                    "rng": states,
-                },
-                ckpt_path,
-            )
+    def train_step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, torch.Tensor, torch.Tensor]:
+        x, values = batch
+        torch.manual_seed(session.step_seed())  # dropout
+        lr = lr_at(session.step, cfg)
+        session.set_lr(lr)
+        loss, per = attribute_loss(train_model(x), normalise_targets(values, attributes), attributes)
+        return lr, loss, per
+
+    def per_attribute(per: torch.Tensor) -> dict:
+        per_v = all_reduce_mean(per).cpu().tolist()
+        return {f"loss_{a.name}": v for a, v in zip(attributes, per_v, strict=True)}
 
     def run_eval() -> tuple[dict, dict]:
         clf = AttributeClassifier(AttributeNet(net_cfg), name="eval").to(device)
         clf.net.load_state_dict(net.state_dict())
         return evaluate_classifier(clf, held, batch=128, workers=cfg.workers)
 
-    bar = progress(total=cfg.steps, initial=step, desc="attributes", enabled=main, unit="step")
-    net.train()
-    with StopFlag() as stop_flag:  # SIGTERM/SIGINT: save and leave at the end of the step
-        for x, values in batches():
-            torch.manual_seed(step_seed(cfg.seed, dist_info.rank, step))  # dropout
-            lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, per = attribute_loss(train_model(x), normalise_targets(values, attributes), attributes)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                loss_v = float(all_reduce_mean(loss.detach()).item())
-                per_v = all_reduce_mean(per).cpu().tolist()
-                bar.set_postfix(loss=f"{loss_v:.3f}")
-                logger.log(
-                    {
-                        "kind": "train",
-                        "step": step,
-                        "lr": lr,
-                        "loss": loss_v,
-                        **{f"loss_{a.name}": v for a, v in zip(attributes, per_v, strict=True)},
-                    }
-                )
-            if step % cfg.ckpt_every == 0 and step < cfg.steps:
-                save_checkpoint()
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-                if main:
-                    metrics, summary = run_eval()
-                    logger.log({"kind": "eval", "step": step, **summary, "attributes": metrics})
-                net.train()
-                barrier()
-            if stop_flag.agreed(device):
-                break
-    if not finish_session(bar, save_checkpoint, step, cfg.steps, main):
+    def eval_figures() -> dict:
+        metrics, summary = run_eval()
+        return {**summary, "attributes": metrics}
+
+    if not session.run(batches(), train_step, eval_figures, log_terms=per_attribute):
         return {}
 
     result: dict = {}
     if main:
         metrics, summary = run_eval()
-        logger.log({"kind": "eval", "step": step, **summary, "attributes": metrics})
-        held_out = {
-            "seed": data.seed,
-            "identities": cfg.eval_identities,
-            "per_identity": cfg.eval_per_identity,
-            "images": len(held),
-            "split": "test",
-        }
-        result = {"summary": summary, "attributes": metrics, "held_out": held_out}
-        export = classifier_checkpoint(
-            net,
-            scores=result,
-            extra={
-                "train": {
-                    "data": cfg.data,
-                    "steps": step,
-                    "train_identities": len(data.identity_ids),
-                    "train_images": len(data),
-                    "config": asdict(cfg),
-                }
-            },
-        )
-        atomic_torch_save(export, out / "classifier.pt")
-        atomic_write_json(out / "report.json", result)
-        write_run_info(out / "run.json", clock, steps=step, device=device, extra={"scores": result})
+        session.log_eval({**summary, "attributes": metrics})
+        result = {"summary": summary, "attributes": metrics, "held_out": session.held_out(data, held)}
+        export = classifier_checkpoint(net, scores=result, extra=session.train_record(data))
+        session.write_outputs(export, "classifier.pt", result, result)
         print(format_metrics(metrics))
     barrier()
     return result

@@ -39,7 +39,7 @@ from egain.runtime.files import atomic_path
 from egain.runtime.logging import JsonlLogger, progress
 from egain.runtime.runinfo import RunClock, write_run_info
 from egain.runtime.signals import StopFlag
-from egain.training.common import finish_session
+from egain.training.common import finish_session, warmup_cosine_lr
 from egain.utils.device import seed_everything
 
 CHECKPOINT_FORMAT = "face-train-checkpoint"
@@ -100,11 +100,7 @@ def lr_at(step: int, cfg: FaceTrainConfig, time_fraction: float = 0.0) -> float:
     out before the steps do, so a wall-time-limited run still ends annealed rather than at a high
     rate mid-schedule.
     """
-    base = cfg.learning_rate()
-    if step < cfg.warmup:
-        return base * (step + 1) / cfg.warmup
-    t = max((step - cfg.warmup) / max(1, cfg.iters - cfg.warmup), time_fraction)
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    return warmup_cosine_lr(step, cfg.learning_rate(), cfg.warmup, cfg.iters, time_fraction)
 
 
 def _now() -> float:
