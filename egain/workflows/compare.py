@@ -18,7 +18,7 @@ Steps (each with a progress bar), per seed:
 then:
 
 4. combine: OUT/comparison.{md,csv,json} -- per seed (and pooled), set and method: ID, SSIM in
-   [0,1], SCC, VIF, MagFace, PSNR, MAE (mean ± std), time per image and parameters;
+   [0,1], SCC, VIF, MagFace, PSNR, MAE, Feat (mean ± std), time per image and parameters;
    OUT/stats.csv -- paired Wilcoxon signed-rank tests of egain against e4e, e4e-swagan and hfgi on
    ID, SSIM, SCC and VIF, and the SCC advantage of egain over e4e on the hard set against the
    evaluation set (Mann-Whitney U, bootstrap CI), per seed and pooled; OUT/claims.csv -- each
