@@ -410,3 +410,47 @@ def test_compare_with_a_plan_file_end_to_end(tmp_path, monkeypatch):
     }  # fmt: skip
     assert all(float(t["mean_diff"]) == 0.0 for t in tests if t["challenger"] == "e4e-again")
     assert (out / "comparison.md").read_text().startswith("**Mine.")
+
+
+def test_compare_runs_optimisers_from_a_plan_and_scores_the_face_feature_distance(tmp_path, monkeypatch):
+    """Optimiser labels (a method that trains nothing, built on the bundled StyleGAN2, with its
+    ``@steps``) run in ``egain compare`` beside a bundled encoder, and ``feat`` reaches the table,
+    the tests and the claims."""
+    import shutil
+
+    from inversion_helpers import save_tiny_generator
+
+    zoo = make_tiny_zoo(tmp_path / "zoo", ("e4e",), size=64)
+    save_tiny_generator(zoo / "gan-stylegan2-64.pt", "stylegan2", 64)  # what e4e was built on
+    shutil.copy(zoo / "faces-cosface-64.pt", zoo / "faces-arcface-64.pt")  # the optimisers' perceptual net
+    use_zoo(monkeypatch, zoo)
+    plan = tmp_path / "optim.toml"
+    plan.write_text(
+        'title = "Optimisers"\n'
+        'methods = ["optim-w=optim-w@steps=2", "optim-wplus=optim-wplus@steps=3", "e4e"]\n'
+        'sets = ["eval"]\nn = 3\n'
+        '[[claims]]\nkind = "beats"\nmethods = ["optim-wplus", "optim-w"]\nmetrics = ["psnr", "feat"]\n'
+    )
+    out = tmp_path / "cmp"
+    args = ["compare", "--out", str(out), "--plan", str(plan), "--seeds", "0", "--min-n", "2"]
+    assert main([*args, "--device", "cpu", "--bootstrap", "20"]) == 0
+    rows = _csv(out / "comparison.csv")
+    assert {r["method"] for r in rows} == {"optim-w", "optim-wplus", "e4e"}
+    for r in rows:
+        assert (
+            np.isfinite(float(r["feat_mean"])) and float(r["feat_mean"]) >= 0 and float(r["ms_per_image"]) > 0
+        )
+    scores = _csv(out / "seed0" / "eval" / "report" / "scores.csv")
+    for m in ("optim-w", "optim-wplus"):
+        row = next(r for r in rows if r["method"] == m and r["seed"] == "0")
+        mine = [float(s["feat"]) for s in scores if s["method"] == m]
+        assert len(mine) == 3 and float(row["feat_mean"]) == pytest.approx(np.mean(mine), rel=1e-9)
+    tests = _csv(out / "stats.csv")
+    assert {(t["challenger"], t["metric"]) for t in tests if t["seed"] == "0"} == {
+        ("optim-wplus", "psnr"), ("optim-wplus", "feat")
+    }  # fmt: skip
+    claims = _csv(out / "claims.csv")
+    assert [c["claim"] for c in claims] == ["optim-wplus>optim-w[psnr,feat]"]
+    assert claims[0]["seed_0"] in ("holds", "does not hold")
+    md = (out / "comparison.md").read_text()
+    assert "Feat ↓" in md and "| eval | optim-wplus | 3 |" in md

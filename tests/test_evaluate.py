@@ -181,6 +181,110 @@ def test_python_api_with_injected_embedders(folders):
     assert any("MagFace quality of the source images" in n for n in report.notes)
 
 
+class _Layers(torch.nn.Module):
+    """A tiny face-network stand-in with multi-layer features: two conv stages and an embedding."""
+
+    name = "layers"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.b = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        f1 = torch.relu(self.a(images))
+        f2 = torch.relu(self.b(f1))
+        return [f1, f2, f2.mean((2, 3))]
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)[-1]
+
+
+def _feat_by_hand(net: _Layers, a: torch.Tensor, b: torch.Tensor) -> float:
+    """The face-feature distance of one pair, written out: per level, unit-normalise every
+    position's channel vector, squared difference summed over channels, mean over positions;
+    summed over levels."""
+    total = 0.0
+    with torch.no_grad():
+        for fa, fb in zip(net.features(a), net.features(b), strict=True):
+            fa, fb = fa[0], fb[0]
+            if fa.ndim == 1:  # the embedding: one position
+                fa, fb = fa[:, None, None], fb[:, None, None]
+            c, h, w = fa.shape
+            level = 0.0
+            for i in range(h):
+                for j in range(w):
+                    u, v = fa[:, i, j], fb[:, i, j]
+                    u = u / (u.norm() + 1e-10)
+                    v = v / (v.norm() + 1e-10)
+                    level += float(((u - v) ** 2).sum())
+            total += level / (h * w)
+    return total
+
+
+def test_face_feature_distance_matches_a_direct_computation_and_the_training_loss(folders):
+    from egain.losses.reconstruction import FeatureDistance
+    from egain.metrics import feature_distance, metric
+
+    net = _Layers().eval()
+    report = evaluate_folders(
+        folders / "source",
+        {"good": folders / "good", "poor": folders / "poor"},
+        None,
+        metrics="feat,mae",
+        identity_backend=net,
+        device="cpu",
+        n_boot=50,
+        progress=False,
+    )
+    assert report.metrics == ["mae", "feat"] and not report.unavailable  # id itself was not asked for
+    assert any("face-feature distance through 'layers'" in n for n in report.notes)
+    spec = metric("feat")
+    assert not spec.higher_is_better and spec.needs == "embedder" and spec.function is feature_distance
+
+    def load(folder, name):
+        arr = np.array(Image.open(folders / folder / name).convert("RGB"))
+        return torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    for method in ("good", "poor"):
+        row = next(r for r in report.rows if r["image"] == "img1.png" and r["method"] == method)
+        a, b = load("source", "img1.png"), load(method, "img1.png")
+        assert row["feat"] == pytest.approx(_feat_by_hand(net, a, b), rel=1e-5)
+        # the training loss is the same formula (one definition, egain.metrics.identity)
+        assert row["feat"] == pytest.approx(float(FeatureDistance(net).per_image(b, a)[0].detach()), rel=1e-5)
+    table = report.table()
+    assert np.nanmean(table["good"]["feat"]) < np.nanmean(table["poor"]["feat"])  # more noise, farther
+    same = float(feature_distance(net, load("source", "img1.png"), load("source", "img1.png"))[0])
+    assert same == pytest.approx(0.0, abs=1e-9)
+
+
+def test_face_feature_distance_needs_an_embedder_with_layers(folders):
+    class EmbedOnly:
+        name = "embed-only"
+
+        def embed(self, images: torch.Tensor) -> torch.Tensor:
+            return images.mean((2, 3))
+
+    report = evaluate_folders(
+        folders / "source",
+        {"poor": folders / "poor"},
+        None,
+        metrics="id,feat",
+        identity_backend=EmbedOnly(),
+        device="cpu",
+        n_boot=50,
+        progress=False,
+    )
+    assert report.metrics == ["id"] and "no feature maps" in report.unavailable["feat"]
+    assert all(r["feat"] is None and r["id"] is not None for r in report.rows)
+    off = evaluate_folders(
+        folders / "source", {"poor": folders / "poor"}, None, metrics="feat", identity_backend="none",
+        device="cpu", n_boot=50, progress=False,
+    )  # fmt: skip
+    assert "feat" in off.unavailable and off.metrics == []
+
+
 def test_unavailable_embedder_leaves_column_empty(folders):
     report = evaluate_folders(
         folders / "source",

@@ -30,10 +30,11 @@ from egain.runtime.files import atomic_open, atomic_write_json, atomic_write_tex
 def test_scores_csv_columns_are_the_contract_and_come_from_the_table():
     assert SCORE_COLUMNS == (
         "image", "method", "ssim", "ssim_raw", "scc", "vif", "psnr", "mae", "mse", "lpips", "id", "magface",
+        "feat",
     )  # fmt: skip
     assert METRIC_CHOICES == SCORE_COLUMNS[2:] == tuple(m.name for m in METRICS)
     assert {m.name: m.higher_is_better for m in METRICS} == HIGHER_IS_BETTER
-    assert [m.name for m in METRICS if not m.higher_is_better] == ["mae", "mse", "lpips"]
+    assert [m.name for m in METRICS if not m.higher_is_better] == ["mae", "mse", "lpips", "feat"]
     with pytest.raises(KeyError, match="known: ssim"):
         metric("nope")
 

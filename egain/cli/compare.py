@@ -5,7 +5,7 @@
 
 Every seed is an independent draw of the sets (disjoint held-out identities; seed 0 is the
 original pair). Writes OUT/comparison.{md,csv,json} (ID, SSIM in [0,1], SCC, VIF, MagFace, PSNR,
-MAE, time per image, parameters per seed, set and method, and pooled over the seeds),
+MAE, Feat (face-feature distance), time per image, parameters per seed, set and method, and pooled over the seeds),
 OUT/stats.csv (Wilcoxon tests of egain vs e4e, e4e-swagan, hfgi), OUT/advantage.csv (the SCC
 advantage on the hard set vs the evaluation set), OUT/claims.csv (each claim per seed, pooled, and
 "holds on k of n seeds"), OUT/plots/ (box plots) and OUT/seed<k>/<set>/report/ (the full

@@ -44,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--identity-backend",
         default="synthfaces-cosface",
-        help="face embedder for the ID metric (default: the bundled CosFace scorer, independent of the ArcFace "
-        "ID loss methods train with): synthfaces-cosface, synthfaces-arcface, arcface-irse50:PATH, dlib, "
-        "an embedder.pt, or none",
+        help="face embedder for the ID metric and the face-feature distance 'feat' (default: the bundled CosFace "
+        "scorer, independent of the ArcFace ID loss methods train with): synthfaces-cosface, synthfaces-arcface, "
+        "arcface-irse50:PATH, dlib (ID only), an embedder.pt, or none",
     )
     p.add_argument(
         "--magface-backend",

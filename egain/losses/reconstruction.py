@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from egain.errors import EgainError
+from egain.metrics.identity import feature_distance_from_features
 
 
 def l2_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +25,9 @@ def l2_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureDistance(nn.Module):
-    """LPIPS-style distance over ``embedder.features`` (the face network's stage taps + embedding)."""
+    """LPIPS-style distance over ``embedder.features`` (the face network's stage taps + embedding);
+    the formula is :func:`egain.metrics.identity.feature_distance_from_features`, shared with the
+    ``feat`` metric."""
 
     def __init__(self, embedder: nn.Module, eps: float = 1e-10):
         super().__init__()
@@ -37,13 +40,7 @@ class FeatureDistance(nn.Module):
         fy = self.embedder.features(y)
         with torch.no_grad():
             fx = self.embedder.features(x)
-        total = y.new_zeros(y.shape[0])
-        for a, b in zip(fy, fx, strict=True):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
-            d = (a - b).pow(2).sum(1)
-            total = total + d.reshape(d.shape[0], -1).mean(1)
-        return total
+        return feature_distance_from_features(fy, fx, self.eps)
 
     def spatial(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-location distance map (N, 1, H, W) at the images' size, the spatial analogue of
@@ -75,16 +72,8 @@ class FeatureDistance(nn.Module):
         return out
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        fy = self.embedder.features(y)
-        with torch.no_grad():
-            fx = self.embedder.features(x)
-        total = y.new_zeros(())
-        for a, b in zip(fy, fx, strict=True):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + self.eps)
-            d = (a - b).pow(2).sum(1)
-            total = total + d.reshape(d.shape[0], -1).mean(1).mean()
-        return total
+        """The batch mean of :meth:`per_image` (the training loss)."""
+        return self.per_image(y, x).mean()
 
 
 class IdentityLoss(nn.Module):

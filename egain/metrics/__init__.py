@@ -8,7 +8,9 @@ papers' numbers come from:
   :func:`mse` (on [0, 1] intensities), or several at once with :func:`pixel_metrics`;
 * :class:`LPIPS` (AlexNet / VGG16, published weights from user-given paths; a differentiable module);
 * :func:`identity_similarity` and :func:`magface_quality` through face-embedder backends
-  (``egain.faces.load_embedder`` specs or any object with ``embed``);
+  (``egain.faces.load_embedder`` specs or any object with ``embed``), and :func:`feature_distance`
+  (``feat``: LPIPS's recipe on a face embedder's layers, the perceptual measure that needs no
+  downloaded weights);
 * :data:`METRICS` -- the metric table (:class:`MetricSpec`: name, label, title, direction, digits,
   function), read by ``evaluate``, the report, the statistics, ``compare`` and ``demo``;
 * :mod:`egain.metrics.stats` -- every statistical test egain reports (Wilcoxon signed-rank,
@@ -29,7 +31,14 @@ from egain.metrics.evaluate import (
     score_batch,
 )
 from egain.metrics.functional import PIXEL_METRICS, mae, mse, pixel_metrics, psnr, scc, ssim, vif
-from egain.metrics.identity import Backend, Embedder, identity_similarity, magface_quality, resolve_embedder
+from egain.metrics.identity import (
+    Backend,
+    Embedder,
+    feature_distance,
+    identity_similarity,
+    magface_quality,
+    resolve_embedder,
+)
 from egain.metrics.lpips import LPIPS, AlexNetFeatures, LPIPSUnavailable, VGG16Features, load_lpips
 from egain.metrics.report import SCORE_COLUMNS, read_scores_csv
 from egain.metrics.spectral import period2_power, period2_ratio
@@ -70,6 +79,7 @@ __all__ = [
     "format_number",
     "format_p",
     "holm",
+    "feature_distance",
     "identity_similarity",
     "load_lpips",
     "mae",

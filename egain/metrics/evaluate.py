@@ -31,6 +31,8 @@ from egain.metrics.functional import PIXEL_METRICS, pixel_metrics
 from egain.metrics.identity import (
     Backend,
     embed,
+    feature_distance,
+    has_features,
     identity_similarity_from_embeddings,
     magface_quality_from_embeddings,
     resolve_embedder,
@@ -307,6 +309,8 @@ def score_batch(
         out["id"] = identity_similarity_from_embeddings(es, embed(scorers.identity.embedder, fr))
     if "magface" in metrics and scorers.magface is not None and scorers.magface.available:
         out["magface"] = magface_quality_from_embeddings(embed(scorers.magface.embedder, fr))
+    if "feat" in metrics and scorers.identity is not None and has_features(scorers.identity.embedder):
+        out["feat"] = feature_distance(scorers.identity.embedder, fs, fr)
     return out
 
 
@@ -371,14 +375,30 @@ def _build_scorers(
         ("magface", "magface", magface_backend, "MagFace quality: embedding norm under '{}'"),
     )
     for name, attr, spec, note in embedders:
-        if name not in metrics:
+        # the face-feature distance runs through the ID scorer: built for either metric
+        if name not in metrics and not (name == "id" and "feat" in metrics):
             continue
         backend = resolve_embedder(spec, device)
         setattr(scorers, attr, backend)
-        if backend.available:
+        if name in metrics and backend.available:
             notes.append(note.format(backend.spec))
-        else:
+        elif name in metrics:
             unavailable[name] = backend.reason or "unavailable"
+    if "feat" in metrics:
+        backend = scorers.identity
+        if backend is None or not backend.available:
+            unavailable["feat"] = (backend.reason if backend else None) or "unavailable"
+        elif not has_features(backend.embedder):
+            unavailable["feat"] = (
+                f"face embedder '{backend.spec}' gives no feature maps (features(images)), which the "
+                "face-feature distance needs"
+            )
+        else:
+            notes.append(
+                f"Feat: face-feature distance through '{backend.spec}' (the ID scorer's stage maps and "
+                "embedding, each unit-normalised over channels, squared difference summed over channels, "
+                "averaged over positions, summed over levels; LPIPS's recipe without learned weights)"
+            )
     return scorers, unavailable, notes
 
 
@@ -407,7 +427,8 @@ def evaluate_folders(
     Writes, when ``out`` is given: ``scores.csv`` (one row per image and method), ``summary.md``,
     ``summary.csv``, ``summary.json``, ``issues.txt``, ``plots/box_<metric>.png`` and ``grid.png``
     (the first ``grid`` images: source | method1 | ...). Identity / MagFace backends are
-    ``egain.faces.load_embedder`` specs or objects with ``embed``; ``lpips_backbone`` is the
+    ``egain.faces.load_embedder`` specs or objects with ``embed``; the identity backend also
+    scores ``feat`` (face-feature distance) when it has ``features``; ``lpips_backbone`` is the
     torchvision weight file (or a ready LPIPS module). Metrics that cannot be computed are listed
     in ``report.unavailable`` with the reason, their columns stay empty.
     """

@@ -16,7 +16,7 @@ should not die because one optional measure cannot run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -101,6 +101,46 @@ def identity_similarity_from_embeddings(a: torch.Tensor, b: torch.Tensor) -> tor
 def magface_quality_from_embeddings(e: torch.Tensor) -> torch.Tensor:
     """MagFace quality: the L2 norm (magnitude) of the un-normalised embedding (Meng et al. 2021)."""
     return e.float().norm(dim=1)
+
+
+def feature_distance_from_features(
+    fy: Sequence[torch.Tensor], fx: Sequence[torch.Tensor], eps: float = 1e-10
+) -> torch.Tensor:
+    """The face-feature distance per image pair (N,), from the two images' feature lists.
+
+    LPIPS's recipe on a face network's layers: each level unit-normalised over channels, the
+    squared difference summed over channels and averaged over positions, the levels summed
+    (no learned weights). One definition for the training loss
+    (:class:`egain.losses.reconstruction.FeatureDistance`) and the ``feat`` metric, so a method's
+    perceptual term and the score it is judged by measure the same thing, through different nets.
+    """
+    if len(fy) != len(fx):
+        raise ValueError(f"feature lists differ in length: {len(fy)} vs {len(fx)}")
+    total = fy[0].new_zeros(fy[0].shape[0])
+    for a, b in zip(fy, fx, strict=True):
+        a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + eps)
+        b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + eps)
+        d = (a - b).pow(2).sum(1)
+        total = total + d.reshape(d.shape[0], -1).mean(1)
+    return total
+
+
+def has_features(embedder: Any) -> bool:
+    """Whether a backend gives multi-layer features (``features(images) -> list``), which the
+    ``feat`` metric needs; an embed-only backend (dlib, a plain callable) has none."""
+    return callable(getattr(embedder, "features", None))
+
+
+@torch.no_grad()
+def feature_distance(embedder: Any, source: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Face-feature distance per image pair (N,), float32; 0 = identical features, lower is better.
+
+    The perceptual measure that works offline: where no LPIPS backbone can be had, the scorer's
+    own layers stand in for VGG's (``embedder.features``, :func:`feature_distance_from_features`).
+    """
+    fy = [f.float() for f in embedder.features(reconstruction)]
+    fx = [f.float() for f in embedder.features(source)]
+    return feature_distance_from_features(fy, fx)
 
 
 def identity_similarity(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from egain.metrics.functional import mae, mse, psnr, scc, ssim, vif
-from egain.metrics.identity import identity_similarity, magface_quality
+from egain.metrics.identity import feature_distance, identity_similarity, magface_quality
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class MetricSpec:
 
     ``function`` computes it per image: ``function(source, reconstruction)`` for pixel measures,
     ``function(embedder, source, reconstruction)`` / ``function(embedder, reconstruction)`` for the
-    face measures; None for LPIPS, which is a module with weights (:class:`egain.metrics.LPIPS`).
+    face measures (``feat`` runs through the ID scorer and needs its ``features``); None for LPIPS,
+    which is a module with weights (:class:`egain.metrics.LPIPS`).
     ``needs`` says what scoring it takes: "pixels" (nothing), "lpips" (network weights) or
     "embedder" (a face embedder).
     """
@@ -77,6 +78,16 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("id", "ID", "Face ID similarity (cosine)", True, 4, "embedder", identity_similarity),
     MetricSpec(
         "magface", "MagFace", "MagFace quality (embedding norm)", True, 2, "embedder", magface_quality
+    ),
+    # the perceptual distance that works offline: LPIPS's recipe on the ID scorer's layers
+    MetricSpec(
+        "feat",
+        "Feat",
+        "Face-feature distance (LPIPS-style, ID scorer's layers)",
+        False,
+        4,
+        "embedder",
+        feature_distance,
     ),
 )
 #: metric names in scores.csv order

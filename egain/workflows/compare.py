@@ -18,7 +18,7 @@ Steps (each with a progress bar), per seed:
 then:
 
 4. combine: OUT/comparison.{md,csv,json} -- per seed (and pooled), set and method: ID, SSIM in
-   [0,1], SCC, VIF, MagFace, PSNR, MAE (mean ± std), time per image and parameters;
+   [0,1], SCC, VIF, MagFace, PSNR, MAE, Feat (mean ± std), time per image and parameters;
    OUT/stats.csv -- paired Wilcoxon signed-rank tests of egain against e4e, e4e-swagan and hfgi on
    ID, SSIM, SCC and VIF, and the SCC advantage of egain over e4e on the hard set against the
    evaluation set (Mann-Whitney U, bootstrap CI), per seed and pooled; OUT/claims.csv -- each
@@ -85,11 +85,14 @@ SET_TITLES = {"eval": "evaluation set", "hard": "hard set (rare details)"}
 MARK_START = "<!-- comparison:start -->"
 MARK_END = "<!-- comparison:end -->"
 #: metrics of the table, in column order (headers and digits come from the metric table)
-TABLE_METRICS = ("id", "ssim", "scc", "vif", "magface", "psnr", "mae")
+TABLE_METRICS = ("id", "ssim", "scc", "vif", "magface", "psnr", "mae", "feat")
 #: metrics of the paired tests and of the claims
 TESTED = ("id", "ssim", "scc", "vif")
 #: metrics scored by the evaluate engine
-METRICS = ("ssim", "scc", "vif", "psnr", "mae", "mse", "id", "magface")
+METRICS = ("ssim", "scc", "vif", "psnr", "mae", "mse", "id", "magface", "feat")
+#: metrics scored through another metric's bundled embedder: the face-feature distance (the
+#: perceptual term of the plans, LPIPS's recipe where no LPIPS weights can be had) uses the ID scorer
+SHARED_EMBEDDER = {"feat": "id"}
 #: (challenger, reference) pairs tested per set; the first is the claim the README states first
 CONTRASTS = (("egain", "e4e"), ("egain", "e4e-swagan"), ("egain", "hfgi"))
 #: the contrast and metric whose advantage is compared between the hard and the evaluation set
@@ -874,10 +877,11 @@ def run_compare(
         size = sizes.pop()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = [m for m in METRICS if m not in EMBEDDERS or embedder_available(m)]
+    embedder_of = {m: SHARED_EMBEDDER.get(m, m) for m in METRICS}
+    metrics = [m for m in METRICS if embedder_of[m] not in EMBEDDERS or embedder_available(embedder_of[m])]
     notes = [
-        f"{m} not computed: bundled face embedder {EMBEDDERS[m][1]} is not installed"
-        for m in EMBEDDERS
+        f"{m} not computed: bundled face embedder {EMBEDDERS[embedder_of[m]][1]} is not installed"
+        for m in METRICS
         if m not in metrics
     ]
     if size < VIF_MIN_SIZE:
@@ -910,7 +914,7 @@ def run_compare(
                 {label: here / label for label in labels},
                 here / "report",
                 metrics=metrics,
-                identity_backend=EMBEDDERS["id"][0] if "id" in metrics else None,
+                identity_backend=EMBEDDERS["id"][0] if "id" in metrics else None,  # and "feat"
                 magface_backend=EMBEDDERS["magface"][0] if "magface" in metrics else None,
                 device=dev,
                 batch_size=64,
@@ -956,7 +960,8 @@ def run_compare(
         f"{size} px; {time.strftime('%Y-%m-%d', time.gmtime())}.",
         "Means ± standard deviations over images. ID: cosine similarity of synthfaces CosFace embeddings (the scorer; methods train against the independent synthfaces ArcFace); "
         "SSIM mapped to [0, 1]; SCC and VIF-p as sewar; MagFace: embedding norm of the synthfaces MagFace network; "
-        "MAE on intensities in [0, 1]; time: `invert` per image on the device above, after a warm-up; "
+        "MAE on intensities in [0, 1]; Feat: face-feature distance, LPIPS's recipe on the CosFace scorer's layers "
+        "(lower is better; the perceptual measure where no LPIPS weights can be had offline); time: `invert` per image on the device above, after a warm-up; "
         "parameters: whole model with the generator (encoders and fusion only in brackets).",
     ]
     markdown = _document(
