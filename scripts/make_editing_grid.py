@@ -14,12 +14,14 @@ import torch
 
 from egain.editing import load_direction
 from egain.editing.apply import method_edit
-from egain.methods import create, prepare_images
+from egain.methods import prepare_images
 from egain.metrics.report import fit_tile, write_image_grid
 from egain.utils.images import tensor_to_uint8
+from egain.workflows.bundled import BUNDLED_METHODS, load_bundled, missing_weights
 from egain.workflows.examples import example_files
 
-METHODS = ("e4e", "hfgi", "egain", "egain-external")
+#: every bundled method whose weights are installed (e4e-swagan is e4e on the other generator)
+METHODS = tuple(m for m in BUNDLED_METHODS if m != "e4e-swagan" and not missing_weights([m]))
 EDITS = (("smile", -3.0), ("smile", 3.0), ("yaw", -3.0), ("yaw", 3.0), ("age", -3.0), ("age", 3.0))
 
 
@@ -32,7 +34,7 @@ def main(out: str = "docs/editing_grid.png", images: int = 2) -> None:
     rows = []
     with torch.no_grad():
         for name in METHODS:
-            m = create(name, device="cpu")
+            m = load_bundled(name, "cpu")
             inv = m.invert(files)
             src = prepare_images(files, m.input_size)
             cols = [[src[j], inv.reconstruction[j]] for j in range(len(files))]

@@ -1,4 +1,5 @@
-"""``egain directions learn|list``: learn edit directions for a generator, list the known ones.
+"""``egain directions learn|evaluate|list``: learn edit directions for a generator, re-measure what
+they move on several seeds, list the known ones.
 
 ``learn`` samples w, scores the images with the attribute classifier and writes a *direction set*
 (InterFaceGAN boundaries per attribute, GANSpace components, SeFa directions; each ``NAME.pt`` with
@@ -60,6 +61,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     learn.add_argument("--checkpoint", default=None)
     learn.add_argument("--device", default="auto")
     learn.set_defaults(func=_learn)
+    ev = s.add_parser(
+        "evaluate",
+        help="re-measure on several seeds that each direction moves its attribute (and what else it moves)",
+    )
+    ev.add_argument("--generator", required=True, help="generator file or zoo:NAME")
+    ev.add_argument(
+        "--classifier",
+        default="synthfaces-attributes",
+        help="attribute classifier (file, run folder, zoo:NAME)",
+    )
+    ev.add_argument(
+        "--directions", default=None, help="comma list of direction names (default: the whole set)"
+    )
+    ev.add_argument(
+        "--seeds", default="0,1,2", help="comma list of seeds, each an independent draw of samples"
+    )
+    ev.add_argument("--n", type=positive_int, default=200, help="generated samples per seed (default 200)")
+    ev.add_argument("--strength", type=float, default=2.0, help="edit with -S and +S (default 2)")
+    ev.add_argument("--min-n", type=positive_int, default=30, help="fewest samples for a verdict")
+    ev.add_argument("--out", required=True, help="folder for effects.csv, claims.csv, directions.md/json")
+    ev.add_argument("--device", default="auto")
+    ev.set_defaults(func=_evaluate)
     ls = s.add_parser("list", help="list the direction sets found and their directions")
     ls.add_argument("--generator", default=None, help="only the set of this generator (file or zoo:NAME)")
     ls.set_defaults(func=_list)
@@ -112,6 +135,40 @@ def _learn(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(summary['directions'])} directions to {out} (generator fingerprint {summary['generator_fingerprint']})"
     )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from egain.faces.attributes import load_classifier
+    from egain.methods.generator_io import load_generator
+    from egain.utils.device import resolve_device
+    from egain.utils.paths import check_output_dir
+    from egain.workflows.direction_eval import evaluate_directions
+
+    check_output_dir(args.out, "--out")
+    if args.strength <= 0:
+        raise InputError(f"--strength must be positive, got {args.strength}")
+    device = resolve_device(args.device)
+    generator = load_generator(args.generator, device=device).eval()
+    classifier = load_classifier(args.classifier, device=device)
+    names = [x.strip() for x in args.directions.split(",") if x.strip()] if args.directions else None
+    record = evaluate_directions(
+        generator,
+        classifier,
+        args.out,
+        names=names,
+        seeds=args.seeds,
+        n=args.n,
+        strength=args.strength,
+        min_n=args.min_n,
+        command=" ".join(["egain", *sys.argv[1:]]),
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    for c in record["claims"]:
+        print(
+            f"- {c['statement']}: {c['verdict']} (holds on {c['holds_on']} of {c['seeds']} seeds; pooled: {c['pooled']})"
+        )
+    print(f"table: {Path(args.out) / 'directions.md'}")
     return 0
 
 
