@@ -472,3 +472,40 @@ def test_restyle_e4e_resumes_exactly_with_its_discriminator_and_pools(files, tmp
         assert torch.equal(v, b["model"]["state_dict"][k]), k
     for k, v in a["aux"]["w_disc"].items():
         assert torch.equal(v, b["aux"]["w_disc"][k]), k
+
+
+@pytest.mark.parametrize("name", ["psp", "restyle-psp"])
+def test_loss_networks_stay_out_of_the_saved_model(tmp_path, name):
+    """The ID/LPIPS networks of training are not part of the model: not in its state, not in the
+    file; and files that carried them (written before this was fixed) still load."""
+    from torch import nn
+
+    from egain.faces.embedder import embedder_checkpoint
+    from egain.faces.nets import FaceNetConfig, IRSEFaceNet
+    from egain.faces.preprocess import FacePreprocess
+
+    g = tiny_generator("stylegan2", 16)
+    m = methods.create(name, generator=g, encoder=SMALL, memory_format=None)
+    cfg = FaceNetConfig(input_size=16, widths=(8, 16), units=(1, 1), stem_channels=8, embedding_dim=24)
+    emb = tmp_path / "emb.pt"
+    torch.save(
+        embedder_checkpoint(IRSEFaceNet.from_config(cfg), cfg, FacePreprocess(input_size=16), "arcface"), emb
+    )
+    ctx = methods.TrainingContext(
+        torch.device("cpu"),
+        {"train_noise": "const", "id_net": str(emb)},
+        {**m.loss_weights, "lpips": 0, "id": 0.1},
+    )
+    m.setup_training(ctx)
+    assert m._losses.identity is not None  # the ID loss was built ...
+    assert not any(k.startswith("_losses") for k in m.state_dict())  # ... outside the module tree
+    m.save(tmp_path / "m.pt")
+    # an older file with the leaked keys loads, the extra keys ignored
+    old = methods.create(name, generator=g, encoder=SMALL, memory_format=None)
+    old.add_module("_losses", nn.Linear(2, 2))
+    leaked = old.state_dict()
+    assert any(k.startswith("_losses.") for k in leaked)
+    assert not any(k.startswith("_losses.") for k in old.state_without_generator())
+    fresh = methods.create(name, generator=g, encoder=SMALL, memory_format=None)
+    fresh.load_state_dict(leaked)
+    methods.create(name, checkpoint=tmp_path / "m.pt")

@@ -207,6 +207,10 @@ class TrainingContext:
     world_size: int = 1
 
 
+#: state_dict prefixes of training-only modules (loss networks): never saved, ignored when loading
+TRAINING_ONLY_PREFIXES = ("_losses.",)
+
+
 class InversionMethod(nn.Module):
     """Base class of every method in the registry (encoder or optimisation based).
 
@@ -320,7 +324,18 @@ class InversionMethod(nn.Module):
     # -- checkpoints (one format for every method) ---------------------------------------------
 
     def state_without_generator(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("generator.")}
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if not k.startswith("generator.") and not k.startswith(TRAINING_ONLY_PREFIXES)
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, ignoring the loss networks that files written while
+        :data:`TRAINING_ONLY_PREFIXES` leaked into the module tree carry (pSp/ReStyle runs before
+        the fix): they are not part of the model."""
+        state = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def checkpoint_dict(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Our checkpoint: method name, config, generator record and weights (generator left out)."""

@@ -160,8 +160,9 @@ class StyleEncoderMethod(InversionMethod):
         super().setup_training(ctx)
         for m in self.trainable_modules().values():
             m.requires_grad_(True)
-        # loss networks live outside the module tree: not in state_dict, not in model.pt
-        self._losses = build_reconstruction_losses(ctx.lambdas, ctx.options, ctx.device)
+        # loss networks live outside the module tree: not in state_dict, not in model.pt (a plain
+        # attribute; nn.Module.__setattr__ would register the embedder as a submodule)
+        object.__setattr__(self, "_losses", build_reconstruction_losses(ctx.lambdas, ctx.options, ctx.device))
         self.train_noise = str(ctx.options.get("train_noise") or "random")
 
     def trainable_modules(self) -> dict[str, nn.Module]:

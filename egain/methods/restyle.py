@@ -314,6 +314,7 @@ class ReStylePSP(ReStyle):
 
     variant = "psp"
     published_at = PUBLISHED_AT["restyle-psp"]
+    bundled_weights = "restyle-psp-stylegan2-64"
     loss_weights = dict(PSP_LOSS_WEIGHTS)
 
 
