@@ -195,6 +195,7 @@ class PSP(StyleEncoderMethod):
     ``learn_in_w``, ``start_from_latent_avg``, ``noise_mode``; ``latent_avg`` is w-bar."""
 
     published_at = PUBLISHED_AT["psp"]
+    bundled_weights = "psp-stylegan2-64"
     training_options = LOSS_OPTIONS + (
         TrainOption("learn_in_w", False, "pSp: predict one W code for all layers", bool, target="config"),
     )
