@@ -509,3 +509,25 @@ def test_loss_networks_stay_out_of_the_saved_model(tmp_path, name):
     fresh = methods.create(name, generator=g, encoder=SMALL, memory_format=None)
     fresh.load_state_dict(leaked)
     methods.create(name, checkpoint=tmp_path / "m.pt")
+
+
+def test_dse_loss_network_stays_out_of_the_saved_model(tmp_path):
+    from egain.faces.embedder import embedder_checkpoint
+    from egain.faces.nets import FaceNetConfig, IRSEFaceNet
+    from egain.faces.preprocess import FacePreprocess
+
+    g = tiny_generator("stylegan2", 16)
+    m = methods.create("dse", generator=g, memory_format=None)
+    before = set(m.state_dict())
+    cfg = FaceNetConfig(input_size=16, widths=(8, 16), units=(1, 1), stem_channels=8, embedding_dim=24)
+    emb = tmp_path / "emb.pt"
+    torch.save(
+        embedder_checkpoint(IRSEFaceNet.from_config(cfg), cfg, FacePreprocess(input_size=16), "arcface"), emb
+    )
+    opts = {o.name: o.default for o in type(m).training_options}
+    m.setup_training(
+        methods.TrainingContext(
+            torch.device("cpu"), {**opts, "perceptual_net": str(emb)}, {**m.loss_weights, "lpips": 2.0}
+        )
+    )
+    assert m._perceptual_train is not None and set(m.state_dict()) == before

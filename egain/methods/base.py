@@ -208,7 +208,7 @@ class TrainingContext:
 
 
 #: state_dict prefixes of training-only modules (loss networks): never saved, ignored when loading
-TRAINING_ONLY_PREFIXES = ("_losses.",)
+TRAINING_ONLY_PREFIXES = ("_losses.", "_perceptual_train.", "_finetune_loss.")
 
 
 class InversionMethod(nn.Module):

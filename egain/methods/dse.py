@@ -85,6 +85,7 @@ class DSE(InversionMethod):
     """DSE: a generator-symmetric encoder trained on generated samples; optional per-image fine-tuning."""
 
     loss_weights = dict(DSE_WEIGHTS, const=0.0)
+    bundled_weights = "dse-stylegan2-64"
     loss_help = {
         "kl": "KL of the softmaxed vectors (images and w; the code leaves it out: 0)",
         "mse": "MSE, alpha (images and w)",
@@ -202,7 +203,12 @@ class DSE(InversionMethod):
         if self._finetune_loss is None:
             from egain.faces import load_embedder
 
-            self._finetune_loss = FeatureDistance(load_embedder(self.finetune_perceptual, device=self.device))
+            # a plain attribute: the loss network is not part of the model (not in its state or file)
+            object.__setattr__(
+                self,
+                "_finetune_loss",
+                FeatureDistance(load_embedder(self.finetune_perceptual, device=self.device)),
+            )
         return self._finetune_loss
 
     def finetune(self, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -247,12 +253,13 @@ class DSE(InversionMethod):
         super().setup_training(ctx)
         lam, opt = ctx.lambdas, ctx.options
         self.encoder.requires_grad_(True)
-        self._perceptual_train: nn.Module | None = None
+        # the loss network stays a plain attribute, out of the module tree (not saved with the model)
+        perceptual: nn.Module | None = None
         if lam.get("lpips", 0) > 0:
             if opt.get("lpips"):
                 from egain.metrics.lpips import load_lpips
 
-                self._perceptual_train = load_lpips(
+                perceptual = load_lpips(
                     opt["lpips"], opt.get("lpips_backbone"), opt.get("lpips_linear"), device=ctx.device
                 )
             else:
@@ -263,7 +270,8 @@ class DSE(InversionMethod):
                     raise EgainError(
                         "--lambda-lpips > 0 needs --perceptual-net SPEC or --lpips; or pass --lambda-lpips 0"
                     )
-                self._perceptual_train = FeatureDistance(load_embedder(spec, device=ctx.device))
+                perceptual = FeatureDistance(load_embedder(spec, device=ctx.device))
+        object.__setattr__(self, "_perceptual_train", perceptual)
         layers = int(opt.get("trunc_layers", -1))
         self._trunc_layers = round(8 * self.generator.n_latent / 18) if layers < 0 else layers
 

@@ -40,6 +40,7 @@ BUNDLED_METHODS: dict[str, BundledMethod] = {
         BundledMethod("e2style", "e2style", "e2style-stylegan2-64", "gan-stylegan2-64"),
         BundledMethod("restyle-psp", "restyle-psp", "restyle-psp-stylegan2-64", "gan-stylegan2-64"),
         BundledMethod("psp", "psp", "psp-stylegan2-64", "gan-stylegan2-64"),
+        BundledMethod("dse", "dse", "dse-stylegan2-64", "gan-stylegan2-64"),
     )
 }
 DEMO_METHODS = ("e4e", "hfgi", "egain")
