@@ -140,9 +140,11 @@ add() {  # add STAGE: bundle a finished stage
     faces-*) name="$1-64"
       egain zoo add --name "$name" --weights "$RUNS/$name/embedder.pt" --run-info "$RUNS/$name/run.json" --kind face-embedder ;;
     *) name="$1-64"
-      local arch=${1##*-}
+      local arch=${1##*-} half=()
+      # the restoration/translation encoders are stored as float16 (half the bytes; they load as float32)
+      case "$1" in *-colorize-* | *-inpaint-* | *-superres-* | *-sketch-* | *-parsing-*) half=(--half) ;; esac
       egain zoo add --name "$name" --weights "$RUNS/$name/model.pt" --run-info "$RUNS/$name/run.json" --kind method \
-        --generator-zoo "gan-$arch-64" ;;
+        --generator-zoo "gan-$arch-64" "${half[@]}" ;;
   esac
 }
 

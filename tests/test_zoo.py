@@ -100,3 +100,65 @@ def test_bundled_method_references_zoo_generator(tmp_path, monkeypatch):
             weights_dir=zdir,
             generator_zoo="gan-swagan-64",
         )
+
+
+def test_half_storage_loads_as_float32(tmp_path, monkeypatch):
+    """'zoo add --half' stores float16 (about half the bytes); the model comes back in float32 with
+    its weights rounded to float16, and reconstructs like the float32 model to float16 rounding."""
+    import pytest
+    from inversion_helpers import tiny_generator
+
+    import egain.methods as methods
+    from egain import zoo
+    from egain.errors import CheckpointError
+    from egain.generators import save_generator
+    from egain.runtime.checkpoint import load_checkpoint
+
+    g = tiny_generator("stylegan2", 16)
+    zdir = tmp_path / "zoo"
+    zdir.mkdir()
+    save_generator(g, zdir / "gan-stylegan2-64.pt", latent_avg=g.latent_avg)
+    model = methods.create("psp", generator=g)
+    model.save(tmp_path / "model.pt")
+    write_run_info(tmp_path / "run.json", RunClock(), steps=1, device="cpu")
+    rec = add_to_zoo(
+        "psp-stylegan2-64",
+        tmp_path / "model.pt",
+        tmp_path / "run.json",
+        kind="method",
+        weights_dir=zdir,
+        generator_zoo="gan-stylegan2-64",
+        half=True,
+    )
+    assert rec["stored_dtype"] == "float16"
+    stored = load_checkpoint(zdir / "psp-stylegan2-64.pt")
+    assert {v.dtype for v in stored["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    full = add_to_zoo(
+        "full",
+        tmp_path / "model.pt",
+        tmp_path / "run.json",
+        kind="method",
+        weights_dir=zdir,
+        generator_zoo="gan-stylegan2-64",
+    )
+    assert rec["size_bytes"] < 0.6 * full["size_bytes"]
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", zdir)
+    loaded = methods.create("psp", checkpoint="zoo:psp-stylegan2-64")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert all(b.dtype == torch.float32 for b in loaded.buffers() if b.is_floating_point())
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        half_rec = loaded.invert(x).reconstruction
+        full_rec = model.invert(x).reconstruction
+    assert half_rec.dtype == torch.float32
+    assert 0 < (half_rec - full_rec).abs().max() < 0.05
+    with pytest.raises(CheckpointError, match="method models only"):
+        add_to_zoo(
+            "g",
+            zdir / "gan-stylegan2-64.pt",
+            tmp_path / "run.json",
+            kind="generator",
+            half=True,
+            weights_dir=zdir,
+        )

@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--generator-zoo",
         help="(methods) the zoo generator the model was trained with; stored as a reference, not a copy",
     )
+    pa.add_argument(
+        "--half",
+        action="store_true",
+        help="(methods) store the model's tensors as float16 (half the size; loaded back as float32)",
+    )
     pa.set_defaults(func=_add)
 
 
@@ -92,6 +97,7 @@ def _add(args: argparse.Namespace) -> int:
         notes=args.notes,
         generator_zoo=args.generator_zoo,
         fmt=args.format,
+        half=args.half,
     )
     print(f"added {rec['name']} ({rec['size_bytes'] / 1e6:.1f} MB, sha256 {rec['sha256'][:12]})")
     return 0

@@ -791,7 +791,7 @@ def _load_image_discriminator(path: str | None, device: torch.device) -> nn.Modu
 def basic_encoder_from_checkpoint(path: str, generator: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
     """(config overrides, state) for E_b and w-bar from an egain checkpoint or a published e4e file."""
     from egain.methods.published import basic_encoder_from_published
-    from egain.runtime.checkpoint import load_checkpoint
+    from egain.runtime.checkpoint import float32_state, load_checkpoint
 
     ckpt = load_checkpoint(generator_io.resolve_path(path), what="basic encoder checkpoint")
     if ckpt.get("egain_format") == TRAIN_FORMAT:
@@ -799,7 +799,9 @@ def basic_encoder_from_checkpoint(path: str, generator: nn.Module) -> tuple[dict
     if ckpt.get("egain_format") == CHECKPOINT_FORMAT:
         generator_io.check_compatible(ckpt.get("generator", {}), generator, f"basic encoder '{path}'")
         state = {
-            k: v for k, v in ckpt["state_dict"].items() if k.startswith("basic_encoder.") or k == "latent_avg"
+            k: v
+            for k, v in float32_state(ckpt["state_dict"]).items()
+            if k.startswith("basic_encoder.") or k == "latent_avg"
         }
         conf = ckpt["config"]
         return {

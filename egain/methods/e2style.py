@@ -549,7 +549,7 @@ def stages_from_checkpoint(
     path: str, generator: nn.Module
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], int]:
     """(architecture config, state, number of stages) of an e2style checkpoint: ours, a training run's, or published."""
-    from egain.runtime.checkpoint import load_checkpoint
+    from egain.runtime.checkpoint import float32_state, load_checkpoint
 
     ckpt = load_checkpoint(generator_io.resolve_path(path), what="e2style stage checkpoint")
     if ckpt.get("egain_format") == TRAIN_FORMAT:
@@ -562,7 +562,9 @@ def stages_from_checkpoint(
         generator_io.check_compatible(ckpt.get("generator", {}), generator, f"stage checkpoint '{path}'")
         cfg = ckpt["config"]
         state = {
-            k: v for k, v in ckpt["state_dict"].items() if k.startswith("encoders.") or k == "latent_avg"
+            k: v
+            for k, v in float32_state(ckpt["state_dict"]).items()
+            if k.startswith("encoders.") or k == "latent_avg"
         }
         return {k: cfg[k] for k in _ARCH_KEYS if k in cfg}, state, int(cfg["stages"])
     cfg, state = e2style_from_published(ckpt, generator, where=f"stage checkpoint '{path}'")

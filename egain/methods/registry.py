@@ -27,7 +27,7 @@ from egain.errors import CheckpointError, EgainError, missing_file_message
 from egain.methods import generator_io
 from egain.methods.base import CHECKPOINT_FORMAT, InversionMethod
 from egain.nn.layout import check_memory_format
-from egain.runtime.checkpoint import load_checkpoint, load_state_checked
+from egain.runtime.checkpoint import float32_state, load_checkpoint, load_state_checked
 from egain.utils.device import resolve_device
 
 ENTRY_POINT_GROUP = "egain.methods"
@@ -207,7 +207,7 @@ def _load_ours(
         g = generator_io.load_generator(generator, dev)
         generator_io.check_compatible(record, g, where)
     cfg = {**ckpt["config"], **config}
-    state = ckpt["state_dict"]
+    state = float32_state(ckpt["state_dict"])  # bundled files may be float16 ('egain zoo add --half')
     method = cls.from_config(g, cfg, latent_avg=state.get("latent_avg"))
     missing, unexpected = load_state_checked(method, state, where, strict=False)
     missing = [k for k in missing if not k.startswith("generator.")]

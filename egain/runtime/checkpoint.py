@@ -468,6 +468,19 @@ def _plain(value: Any) -> Any:
 # state dicts
 
 
+def float32_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with float16/bfloat16 tensors up-cast to float32.
+
+    Bundled models may be stored in half precision (``egain zoo add --half``, half the bytes); egain's
+    models run in float32, and a half tensor assigned as a buffer (``latent_avg``) would otherwise
+    turn later arithmetic into float16.
+    """
+    return {
+        k: v.float() if isinstance(v, torch.Tensor) and v.dtype in (torch.float16, torch.bfloat16) else v
+        for k, v in state.items()
+    }
+
+
 def load_state_checked(
     module: nn.Module, state: Mapping[str, Any], where: str, *, strict: bool = True
 ) -> tuple[list[str], list[str]]:

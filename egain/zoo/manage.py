@@ -29,6 +29,7 @@ MANIFEST_FIELDS = (
     "steps",
     "wall_time_s",
     "hardware",
+    "stored_dtype",
     "scores",
     "notes",
     "added",
@@ -46,6 +47,7 @@ def add_to_zoo(
     weights_dir: Path = WEIGHTS_DIR,
     generator_zoo: str | None = None,
     fmt: str | None = None,
+    half: bool = False,
 ) -> dict:
     """Copy ``weights`` into the zoo as ``name`` and write its manifest from ``run_info``.
 
@@ -54,6 +56,11 @@ def add_to_zoo(
     the bundle holds each generator once. ``fmt="safetensors"`` stores it as ``<name>.safetensors``
     (also chosen when ``weights`` is one); the file is loaded safely first, so a file egain would
     refuse never enters the zoo.
+
+    ``half=True`` (methods only) stores the model's floating-point tensors as float16, half the
+    bytes; egain up-casts them to float32 when it loads the file (``registry._load_ours``), so the
+    model runs in float32 with weights rounded to float16. The manifest records
+    ``stored_dtype: float16``; scores of such a model must be measured on the stored file.
     """
     weights, run_info = Path(weights), Path(run_info)
     if not weights.is_file():
@@ -66,8 +73,17 @@ def add_to_zoo(
     weights_dir.mkdir(parents=True, exist_ok=True)
     suffix = ".safetensors" if (fmt or weights.suffix.lstrip(".")) == "safetensors" else ".pt"
     target = weights_dir / f"{name}{suffix}"
-    if generator_zoo is not None:
-        atomic_torch_save(link_generator(weights, generator_zoo, weights_dir), target)
+    if half and kind != "method":
+        raise CheckpointError("half-precision storage is for method models only (--kind method)")
+    if generator_zoo is not None or half:
+        ckpt = (
+            link_generator(weights, generator_zoo, weights_dir)
+            if generator_zoo is not None
+            else load_checkpoint(weights, what=f"{kind} weights")
+        )
+        if half:
+            ckpt = _to_half(ckpt, weights)
+        atomic_torch_save(ckpt, target)
     else:
         # read it the safe way first: the zoo never holds a file egain would refuse to load
         ckpt = load_checkpoint(weights, what=f"{kind} weights")
@@ -92,11 +108,28 @@ def add_to_zoo(
         "sessions": info.get("sessions", []),
         "scores": {**info.get("scores", {}), **(scores or {})},
         "method": info.get("method"),  # inversion models: the registry name to create them with
+        "stored_dtype": "float16" if half else "float32",
         "notes": notes,
         "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_json(weights_dir / f"{name}.json", record)
     return record
+
+
+def _to_half(ckpt: dict, weights: Path) -> dict:
+    """A method checkpoint whose float32 model tensors are float16 (shallow copy, ``stored_dtype`` set)."""
+    import torch
+
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"'{weights}' holds no model state_dict to store in half precision")
+    ckpt = dict(ckpt)
+    ckpt["state_dict"] = {
+        k: v.half() if isinstance(v, torch.Tensor) and v.dtype == torch.float32 else v
+        for k, v in state.items()
+    }
+    ckpt["stored_dtype"] = "float16"
+    return ckpt
 
 
 def verify(name: str, weights_dir: Path = WEIGHTS_DIR) -> tuple[bool, str]:
