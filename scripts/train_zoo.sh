@@ -9,7 +9,7 @@
 #           -> e2style-stylegan2 (stage 2 on the frozen stage 1) -> e2style-s3-stylegan2 (stage 3)
 #           -> e2style-s2abs-stylegan2 (Table I's 2Stage*: stage 2 predicts the absolute code)
 #           -> dse-stylegan2, dse-nossim-stylegan2 (Table V ablation), dse-swagan
-#        -> sam-invertibility-stylegan2 (targets start from e4e-stylegan2)
+#        -> sam-invertibility-stylegan2 (targets start from e4e-stylegan2) -> sam-encoder-stylegan2
 #        -> restoration/translation encoders (issue 17): METHOD-MODE-stylegan2 for METHOD in e4e, psp,
 #           e2style and MODE in colorize, inpaint, superres, sketch, parsing (parsing needs data-parsing)
 #   (the encoder family gets the e4e budget, 6000 steps at batch 8 -- for ReStyle, whose step costs ~5x,
@@ -123,6 +123,10 @@ stage() {
         --iters "${SAMINV_ITERS:-1000}" --batch 8 --lr 1e-3 --seed 0 --target-steps "${SAMINV_TARGET_STEPS:-200}" \
         --target-init e4e --target-encoder-checkpoint "$ZOO/e4e-stylegan2-64.pt" \
         --ckpt-every 100 --val-every 500 --resume auto ;;
+    # SAM's encoder variant (our design, docs/methods.md): e4e's budget, on the bundled predictor's
+    # maps; SAM's objective with its published weights, the perceptual term the face-feature distance
+    sam-encoder-stylegan2) inversion sam-encoder sam-encoder stylegan2 "${E4E_ITERS:-6000}" \
+      --invertibility "$ZOO/sam-invertibility-stylegan2-64.pt" ;;
     *) echo "unknown stage '$1'" >&2; exit 2 ;;
   esac
 }
