@@ -117,7 +117,7 @@ def video_input(args: argparse.Namespace):
         raise EgainError(f"video '{args.input}' does not exist")
     if not is_video_file(args.input):
         return None
-    return read_frames(args.input, max_frames=args.max_frames)
+    return read_frames(args.input, max_frames=getattr(args, "max_frames", None))
 
 
 def write_result_clip(
@@ -126,10 +126,10 @@ def write_result_clip(
     """Write ``path_stem.<gif|mp4>`` from ``images`` when the input is a video or ``--clip`` is given."""
     from egain.applications.video import clip_format, clip_fps, write_clip_of_images
 
-    if not video and not args.clip:
+    if not video and not getattr(args, "clip", None):
         return None
-    fmt = clip_format(args.input, args.clip) if video else args.clip
-    fps = args.fps or (clip_fps(args.input) if video else 10.0)
+    fmt = clip_format(args.input, getattr(args, "clip", None)) if video else args.clip
+    fps = getattr(args, "fps", None) or (clip_fps(args.input) if video else 10.0)
     return write_clip_of_images(images, path_stem.with_name(f"{path_stem.name}.{fmt}"), fps)
 
 
