@@ -22,6 +22,14 @@ known, smooth motion):
 
 :func:`smooth_inversions` averages codes (and distortion maps) over a Gaussian window of frames;
 ``egain apply video --smooth SIGMA`` uses it, and the measurement says whether it helps.
+
+:func:`edit_video` edits every frame's (optionally smoothed) inversion with the method's own edit
+rule (``method.edit``, ADA included, as ``egain edit``) and measures the edited clip with
+:func:`edit_temporal_metrics`: the same ``tc_error`` / ``tc_ratio`` against the *source's*
+frame-to-frame change (a constant edit should keep the motion), ``tc_error_vs_recon`` (the
+frame-to-frame change of the edit map e_t - r_t: flicker the edit itself adds), ``edit_change``
+(mean |e - r|, the edit's size, for scale) and, with an embedder, ``id_drift`` of the edited frames
+(their identity spread minus the source's) and ``id_sim`` (edited vs source).
 Video files are read and written with imageio (GIF through Pillow; MP4 needs ``imageio-ffmpeg``,
 the ``video`` extra, whose wheel bundles an ffmpeg binary); frame folders need nothing.
 """
@@ -31,6 +39,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,8 @@ from egain.errors import InputError
 from egain.methods import Inversion, InversionMethod
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".mov", ".mkv", ".webm")
+#: the clip formats egain writes (``--format`` / ``--clip``)
+CLIP_FORMATS = ("gif", "mp4")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,3 +248,166 @@ def invert_video(
 
     src = prepare_images(frames, method.input_size).float().cpu()
     return recon, temporal_metrics(src, recon, invs, embedder), invs
+
+
+# ------------------------------------------------------------------------------------------------
+# editing over time
+
+
+@dataclass
+class VideoEdit:
+    """What :func:`edit_video` returns: the edited clip and its metrics, with the reconstruction
+    they are measured against (all (T, 3, S, S) in [-1, 1], on the CPU)."""
+
+    edited: torch.Tensor
+    metrics: dict[str, float]
+    reconstruction: torch.Tensor
+    recon_metrics: dict[str, float]
+    inversions: list[Inversion] = field(default_factory=list)
+
+
+@torch.no_grad()
+def edit_temporal_metrics(
+    source: torch.Tensor, recon: torch.Tensor, edited: torch.Tensor, embedder: Any = None
+) -> dict[str, float]:
+    """Temporal consistency of an edited clip (see the module doc).
+
+    ``tc_error``/``tc_ratio``/``source_step`` are :func:`temporal_metrics`' with the edited clip in
+    place of the reconstruction (an edit that is the same on every frame keeps the source's motion);
+    ``tc_error_vs_recon`` compares against the reconstruction's change instead, which isolates what
+    the edit adds; PSNR is left out (an edit is meant to differ from the source).
+    """
+    base = temporal_metrics(source, edited, None, embedder)
+    e, r = edited.float().cpu().clamp(-1, 1), recon.float().cpu().clamp(-1, 1)
+    if e.shape != r.shape:
+        raise InputError(
+            f"edited and reconstructed clips differ in shape: {tuple(e.shape)} / {tuple(r.shape)}"
+        )
+    out = {k: base[k] for k in ("tc_error", "tc_ratio", "source_step")}
+    out["tc_error_vs_recon"] = float(((e[1:] - e[:-1]) - (r[1:] - r[:-1])).abs().mean())
+    out["edit_change"] = float((e - r).abs().mean())
+    if "id_drift" in base:
+        out["id_spread_source"] = base["id_spread_source"]
+        out["id_spread_edit"] = base["id_spread_recon"]
+        out["id_drift"] = base["id_drift"]
+        out["id_sim"] = base["id_sim"]
+    return out
+
+
+def _as_direction(method: InversionMethod, directions: Any) -> Any:
+    """Spec strings (``"smile"``, ``["smile", "age*0.5"]``, ``"a+b"``) -> a direction of the method's
+    generator, as ``egain edit --direction`` reads them; directions and tensors pass through."""
+    if isinstance(directions, str):
+        directions = [directions]
+    if isinstance(directions, list | tuple) and all(isinstance(d, str) for d in directions):
+        from egain.editing.apply import resolve_directions
+
+        return resolve_directions(directions, method.generator)
+    return directions
+
+
+@torch.no_grad()
+def edit_video(
+    method: InversionMethod,
+    frames: torch.Tensor,
+    directions: Any,
+    strength: float = 1.0,
+    *,
+    smooth: float = 0.0,
+    ada: bool = True,
+    embedder: Any = None,
+) -> VideoEdit:
+    """Invert every frame, optionally smooth the codes/maps over time, edit each frame's inversion
+    with the method's own edit rule, and measure both clips.
+
+    ``directions``: a :class:`~egain.editing.Direction`, an :class:`~egain.editing.EditSet`, a
+    tensor, or ``egain edit --direction`` specs (a learnt name of the method's generator, a file,
+    ``NAME*WEIGHT``, ``'+'``-joined; a string or a list). ``smooth`` (sigma in frames) applies to
+    the codes and distortion maps *before* editing, so the edit inherits the smoothing. ``ada``:
+    HFGI's re-alignment (ignored by methods without it). At ``strength=0`` the edited clip is the
+    reconstruction (up to float error), since every method's edit rule is the identity there.
+    """
+    from egain.editing.apply import method_edit
+    from egain.methods import prepare_images
+
+    direction = _as_direction(method, directions)
+    recon, recon_metrics, invs = invert_video(method, frames, smooth=smooth, embedder=embedder)
+    edited = torch.cat(
+        [
+            method_edit(method, inv.to(method.device), direction, strength, ada=ada).float().cpu()
+            for inv in invs
+        ]
+    )
+    src = prepare_images(frames, method.input_size).float().cpu()
+    return VideoEdit(edited, edit_temporal_metrics(src, recon, edited, embedder), recon, recon_metrics, invs)
+
+
+# ------------------------------------------------------------------------------------------------
+# clips as image folders (``egain invert`` / ``egain edit --input CLIP``)
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    """A file with a video suffix (``.gif``, ``.mp4``, ...): read as frames, not as one image."""
+    p = Path(path)
+    return p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+
+
+def clip_fps(path: str | os.PathLike, default: float = 10.0) -> float:
+    """The frame rate a video file declares (GIF: from its frame duration), else ``default``."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() == ".gif":
+            from PIL import Image
+
+            with Image.open(p) as im:
+                ms = im.info.get("duration") or 0
+            return 1000.0 / ms if ms > 0 else default
+        import imageio.v3 as iio
+
+        fps = iio.immeta(p).get("fps")
+        return float(fps) if fps and float(fps) > 0 else default
+    except Exception:  # metadata is a nicety: a clip without it plays at the default rate
+        return default
+
+
+def clip_format(path: str | os.PathLike, requested: str | None) -> str:
+    """The format of the clip written for a video input: ``requested``, else the input's own
+    (gif/mp4), else gif."""
+    if requested:
+        return requested
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in CLIP_FORMATS else "gif"
+
+
+def frame_names(n: int) -> list[str]:
+    """``frame_00000.png``, ... : the names the frames of a clip get as images (sorted = in order)."""
+    return [f"frame_{i:05d}.png" for i in range(n)]
+
+
+def extract_frames(frames: torch.Tensor, folder: str | os.PathLike) -> list[Path]:
+    """Write a clip's frames as ``folder/frame_00000.png``, ...; returns the files in order."""
+    from egain.utils.images import save_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / n for n in frame_names(frames.shape[0])]
+    for f, img in zip(files, frames, strict=True):
+        save_image(img, f)
+    return files
+
+
+def write_clip_of_images(
+    files: Sequence[str | os.PathLike], path: str | os.PathLike, fps: float = 10.0, scale: int = 1
+) -> Path:
+    """A clip of image files in the order given (all are fitted to the first one's size)."""
+    from PIL import Image
+
+    from egain.utils.images import open_image, pil_to_tensor
+
+    if not files:
+        raise InputError(f"no images to write as '{path}'")
+    pics = [open_image(f) for f in files]
+    w, h = pics[0].size
+    if any(p.size != (w, h) for p in pics):
+        pics = [p if p.size == (w, h) else p.resize((w, h), Image.BICUBIC) for p in pics]
+    return write_video(torch.stack([pil_to_tensor(p) for p in pics]), path, fps, scale)

@@ -6,6 +6,7 @@
     egain apply hide --secret A.png --carrier C.png --out DIR         secure deep hiding (Alg. 1)
     egain apply reveal --stego DIR/stego.png --out DIR                the receiver's side
     egain apply video --input CLIP --out DIR                          video inversion + temporal metrics
+    egain apply video --input CLIP --direction smile --strength 3 --out DIR     video editing
     egain apply restore --corrupt colorize --checkpoint RUN/model.pt  restoration scored on synthfaces
     egain apply restore --corrupt parsing --input MAPS --checkpoint RUN/model.pt  parsing map -> face
     egain data synthfaces-sequence --out DIR --frames 24              synthfaces clips
@@ -169,6 +170,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--id-net", default="synthfaces-arcface", help="embedder for identity drift ('none': skip)"
     )
+    q.add_argument(
+        "--direction",
+        action="append",
+        default=None,
+        help="also edit every frame (as 'egain edit --direction': a learnt name, a file, NAME*WEIGHT, "
+        "'+'-joined or repeated); writes the edited clip, source|reconstruction|edit and its metrics",
+    )
+    q.add_argument("--strength", type=float, default=3.0, help="edit strength (default 3)")
+    q.add_argument("--no-ada", action="store_true", help="HFGI: edit without ADA re-alignment")
     q.set_defaults(func=_video)
 
     q = s.add_parser("restore", help="score a restoration/translation model against clean synthfaces")
@@ -341,12 +351,55 @@ def _video(args: argparse.Namespace) -> int:
             "several --input clips are for comparisons: add --methods (e.g. --methods e4e,egain)"
         )
     frames = read_frames(args.input[0], m.input_size, args.max_frames)
+    if args.direction:
+        return _video_edit(args, out, m, frames, emb)
     recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
     write_video(recon, out / f"reconstruction.{args.format}", args.fps, 2)
     write_video(torch.cat([frames, recon], -1), out / f"side_by_side.{args.format}", args.fps, 2)
     _write_json(
         out / "temporal.json",
         {"method": args.method, "frames": int(frames.shape[0]), "smooth": args.smooth, **metrics},
+    )
+    return 0
+
+
+def _video_direction(args: argparse.Namespace, method):
+    """(direction, its name, the json fields describing the edit) of ``apply video --direction``."""
+    from egain.editing.apply import has_ada, resolve_directions
+
+    direction = resolve_directions(args.direction, method.generator)
+    name = getattr(direction, "name", "direction") or "direction"
+    fields = {
+        "direction": name,
+        "directions": args.direction,
+        "strength": args.strength,
+        "ada": (not args.no_ada) if has_ada(method) else None,
+    }
+    return direction, name, fields
+
+
+def _video_edit(args: argparse.Namespace, out: Path, m, frames, emb) -> int:
+    """``egain apply video --direction``: reconstruction and edited clips, source|recon|edit, metrics."""
+    import torch
+
+    from egain.applications.video import edit_video, write_video
+
+    direction, _, fields = _video_direction(args, m)
+    r = edit_video(m, frames, direction, args.strength, smooth=args.smooth, ada=not args.no_ada, embedder=emb)
+    write_video(r.reconstruction, out / f"reconstruction.{args.format}", args.fps, 2)
+    write_video(r.edited, out / f"edit.{args.format}", args.fps, 2)
+    side = torch.cat([frames, r.reconstruction, r.edited], -1)
+    write_video(side, out / f"side_by_side.{args.format}", args.fps, 2)
+    _write_json(
+        out / "temporal.json",
+        {
+            "method": args.method,
+            "frames": int(frames.shape[0]),
+            "smooth": args.smooth,
+            **r.recon_metrics,
+            **fields,
+            "edit": r.metrics,
+        },
     )
     return 0
 
@@ -363,7 +416,7 @@ def _video_compare(args: argparse.Namespace) -> int:
     """``egain apply video --methods A,B,..``: every method on every clip; per-clip and mean metrics."""
     import torch
 
-    from egain.applications.video import invert_video, read_frames, write_video
+    from egain.applications.video import edit_video, invert_video, read_frames, write_video
     from egain.errors import InputError
     from egain.utils.device import resolve_device
     from egain.workflows.bundled import label_name, load_bundled, parse_labels
@@ -376,39 +429,78 @@ def _video_compare(args: argparse.Namespace) -> int:
     out = _out(args)
     device = resolve_device(args.device)
     models = {label_name(lb): load_bundled(lb, device) for lb in labels}
+    edits = {n: _video_direction(args, m) for n, m in models.items()} if args.direction else {}
     emb = _video_embedder(args, device)
     results: dict[str, list[dict[str, float]]] = {n: [] for n in models}
+    edit_results: dict[str, list[dict[str, float]]] = {n: [] for n in edits}
     for clip in args.input:
         stem = Path(clip).stem or Path(clip).name
         columns, size = [], None
         for name, m in models.items():
             frames = read_frames(clip, m.input_size, args.max_frames)
-            recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
+            if name in edits:
+                r = edit_video(
+                    m,
+                    frames,
+                    edits[name][0],
+                    args.strength,
+                    smooth=args.smooth,
+                    ada=not args.no_ada,
+                    embedder=emb,
+                )
+                recon, metrics = r.reconstruction, r.recon_metrics
+                edit_results[name].append(r.metrics)
+                write_video(r.edited, out / f"edit_{name}_{stem}.{args.format}", args.fps, 2)
+            else:
+                recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
             results[name].append(metrics)
             if size is None:
                 size = m.input_size
                 columns.append(frames)
             columns.append(_resize_clip(recon, size))
+            if name in edits:
+                columns.append(_resize_clip(r.edited, size))
         write_video(torch.cat(columns, -1), out / f"side_by_side_{stem}.{args.format}", args.fps, 2)
-    means = {n: {k: sum(p[k] for p in per) / len(per) for k in per[0]} for n, per in results.items()}
-    _write_json(
-        out / "temporal.json",
-        {
-            "methods": labels,
-            "clips": list(args.input),
-            "smooth": args.smooth,
-            "id_net": args.id_net,
-            "mean": means,
-            "per_clip": results,
-        },
-    )
-    keys = [k for k in ("tc_error", "tc_ratio", "psnr", "latent_step", "delta_flicker", "id_drift", "id_sim")]
-    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for n, mean in means.items():
-        lines.append(f"| {n} | " + " | ".join(f"{mean[k]:.4f}" if k in mean else "-" for k in keys) + " |")
+    means = _means(results)
+    report = {
+        "methods": labels,
+        "clips": list(args.input),
+        "smooth": args.smooth,
+        "id_net": args.id_net,
+        "mean": means,
+        "per_clip": results,
+    }
+    keys = ("tc_error", "tc_ratio", "psnr", "latent_step", "delta_flicker", "id_drift", "id_sim")
+    lines = _table(means, keys)
+    if edits:
+        edit_means = _means(edit_results)
+        report.update(
+            {
+                "directions": args.direction,
+                "direction": {n: e[1] for n, e in edits.items()},
+                "strength": args.strength,
+                "edit_mean": edit_means,
+                "edit_per_clip": edit_results,
+            }
+        )
+        edit_keys = ("tc_error", "tc_ratio", "tc_error_vs_recon", "edit_change", "id_drift", "id_sim")
+        lines += ["", f"edit ({'+'.join(args.direction)}, strength {args.strength:g}):", ""]
+        lines += _table(edit_means, edit_keys)
+    _write_json(out / "temporal.json", report)
     (out / "temporal.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _means(results: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {n: {k: sum(p[k] for p in per) / len(per) for k in per[0]} for n, per in results.items()}
+
+
+def _table(means: dict[str, dict[str, float]], keys) -> list[str]:
+    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for n, mean in means.items():
+        lines.append(f"| {n} | " + " | ".join(f"{mean[k]:.4f}" if k in mean else "-" for k in keys) + " |")
+    return lines
 
 
 def _resize_clip(clip, size: int):

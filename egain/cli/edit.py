@@ -7,6 +7,12 @@ and ``OUT/edit.json``. Without ``--checkpoint`` the method's bundled weights are
 direction comes from the set learnt for its generator. Several ``--direction`` (or ``a+b``,
 ``NAME*WEIGHT``) are applied together: their offsets add. ``--no-ada`` skips HFGI's re-alignment
 of the distortion to the edited image, to show what ADA is for.
+
+A video file (``--input clip.gif|clip.mp4``) is edited frame by frame: its frames are written as
+``OUT/frames/frame_00000.png``, ..., the edits as ``OUT/<direction>_<strength>/frame_00000.png``, and
+each strength's clip as ``OUT/edit_<direction>_<strength>.gif|mp4`` (the input's format, or
+``--clip``); ``--clip gif|mp4`` on a folder writes each strength's sorted edits as such a clip too.
+For temporal metrics of an edited clip use ``egain apply video --direction``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 from pathlib import Path
 
 from egain.cli.argtypes import positive_int
+from egain.cli.invert import add_clip_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--generator", default=None, help="generator for methods whose checkpoint does not embed it"
     )
-    p.add_argument("--input", required=True, help="an image or a folder of images")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="an image, a folder of images, or a video file (.gif, .mp4: edited frame by frame)",
+    )
     p.add_argument(
         "--direction",
         required=True,
@@ -46,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-rows", type=positive_int, default=8, help="images shown in grid.png")
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true")
+    add_clip_flags(p, "edited")
     # "-3,0,3" is a value, not an option: let argparse read comma lists of negative numbers as values
     p._negative_number_matcher = re.compile(r"^-\d*\.?\d+([,:]-?\d*\.?\d+)*$")
     p.set_defaults(func=run)
@@ -61,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")  # a file where a folder is expected: one line, before any work
     import torch
 
+    from egain.applications.video import extract_frames, frame_names
+    from egain.cli.invert import video_input, write_result_clip
     from egain.editing.apply import has_ada, method_edit, parse_strengths, resolve_directions
     from egain.methods import create
     from egain.metrics.report import fit_tile, write_image_grid
@@ -69,9 +83,13 @@ def run(args: argparse.Namespace) -> int:
     from egain.utils.images import OWN_SIDE_FILES, list_images, save_image, tensor_to_uint8
     from egain.utils.paths import check_not_inside_inputs, claim_output_dir, output_names
 
-    files = list_images(args.input)
-    strengths = parse_strengths(args.strength)
     out = Path(args.out)
+    frames = video_input(args)
+    # a video's frames become images in OUT/frames/ once the output folder is claimed
+    files = (
+        list_images(args.input) if frames is None else [out / "frames" / n for n in frame_names(len(frames))]
+    )
+    strengths = parse_strengths(args.strength)
     check_not_inside_inputs(out, [args.input])
     names = output_names(files, ".png")
     record = {
@@ -87,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     dname = getattr(direction, "name", "direction") or "direction"
     ada = not args.no_ada
     claim_output_dir(out, record, overwrite=args.overwrite, ignore=OWN_SIDE_FILES)
+    if frames is not None:
+        files = extract_frames(frames, out / "frames")
     rows: list[list[torch.Tensor]] = []
     size = None
     with torch.no_grad():
@@ -111,6 +131,15 @@ def run(args: argparse.Namespace) -> int:
                     )
     labels = ["source", *(f"{s:+g}" for s in strengths)]
     write_image_grid(rows, labels, out / "grid.png")
+    clips = [
+        write_result_clip(
+            args,
+            frames is not None,
+            [out / _label(dname, s) / n for n in sorted(names)],
+            out / f"edit_{_label(dname, s)}",
+        )
+        for s in strengths
+    ]
     atomic_write_json(
         out / "edit.json",
         {
@@ -121,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             "ada": ada if has_ada(method) else None,
             "images": len(files),
             "folders": [_label(dname, s) for s in strengths],
+            **({"clips": [c.name for c in clips if c]} if any(clips) else {}),
         },
     )
     note = (

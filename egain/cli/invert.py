@@ -5,6 +5,12 @@ pairs reconstructions with sources), ``latents/NAME.pt`` with ``--save-latents``
 maps as ``deltas/NAME_*.png`` with ``--save-deltas``, and ``timing.json`` (seconds per image,
 parameter counts) for the comparison table.
 
+A video file (``--input clip.gif|clip.mp4``, read by :func:`egain.applications.video.read_frames`)
+is inverted frame by frame: its frames are written as ``frames/frame_00000.png``, ... (the sources
+``egain evaluate`` pairs with), the reconstructions as ``frame_00000.png``, ..., and the clip as
+``reconstruction.gif|mp4`` (the input's format, or ``--clip``). ``--clip gif|mp4`` on a folder writes
+the sorted reconstructions as ``reconstruction.<clip>`` too.
+
 Images whose size differs from the model's input size are resized (short side + centre crop) with
 a warning. Every file is written to a temporary name and renamed, so an interrupted run never leaves
 a half-written image.
@@ -47,7 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=checkpoint_path,
         help="generator checkpoint or zoo:NAME (needed when the method checkpoint does not carry it)",
     )
-    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="an image file, a folder of images, or a video file (.gif, .mp4: inverted frame by frame)",
+    )
+    add_clip_flags(p, "reconstruction")
     p.add_argument(
         "--align",
         action="store_true",
@@ -76,6 +87,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     add_declared_flags(p, "invert__", "invert_options", "method invert options (declared by the methods)")
     p.set_defaults(func=run)
+
+
+def add_clip_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """``--clip``, ``--fps`` and ``--max-frames``: the video side of ``egain invert`` / ``egain edit``."""
+    p.add_argument(
+        "--clip",
+        choices=("gif", "mp4"),
+        default=None,
+        help=f"also write the (sorted) {what} images as a clip (a video --input writes one anyway, "
+        "in its own format unless this is given; mp4: pip install 'egain[video]')",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of that clip (default: the input video's, else 10)",
+    )
+    p.add_argument(
+        "--max-frames", type=positive_int, default=None, help="video --input: use only the first N frames"
+    )
+
+
+def video_input(args: argparse.Namespace):
+    """The frames of a video ``--input`` ((T, 3, H, W), native size), or None for images/folders."""
+    from egain.applications.video import VIDEO_SUFFIXES, is_video_file, read_frames
+
+    if Path(args.input).suffix.lower() in VIDEO_SUFFIXES and not Path(args.input).exists():
+        raise EgainError(f"video '{args.input}' does not exist")
+    if not is_video_file(args.input):
+        return None
+    return read_frames(args.input, max_frames=getattr(args, "max_frames", None))
+
+
+def write_result_clip(
+    args: argparse.Namespace, video: bool, images: list[Path], path_stem: Path
+) -> Path | None:
+    """Write ``path_stem.<gif|mp4>`` from ``images`` when the input is a video or ``--clip`` is given."""
+    from egain.applications.video import clip_format, clip_fps, write_clip_of_images
+
+    if not video and not getattr(args, "clip", None):
+        return None
+    fmt = clip_format(args.input, getattr(args, "clip", None)) if video else args.clip
+    fps = getattr(args, "fps", None) or (clip_fps(args.input) if video else 10.0)
+    return write_clip_of_images(images, path_stem.with_name(f"{path_stem.name}.{fmt}"), fps)
 
 
 def add_declared_flags(p: argparse.ArgumentParser, prefix: str, attribute: str, title: str) -> None:
@@ -140,8 +195,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise EgainError(f"--batch-size must be >= 1, got {args.batch_size}")
-    files = list_images(args.input)  # raises a clear error for a missing or empty input
+    from egain.applications.video import extract_frames, frame_names
+
     out = Path(args.output)
+    frames = video_input(args)
+    if frames is None:
+        files = list_images(args.input)  # raises a clear error for a missing or empty input
+    else:  # the frames become images in OUT/frames/ once the output folder is claimed
+        files = [out / "frames" / n for n in frame_names(frames.shape[0])]
     run_record = invert_run_record(args)
     names = check_invert_outputs(out, args.input, files, run_record, overwrite=args.overwrite)
     check_checkpoint_args(args)
@@ -157,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
     }
     claim_output_dir(out, run_record, overwrite=args.overwrite, ignore=OWN_SIDE_FILES)
     clean_stale_tmp(out)  # half-written images of a killed earlier run
+    if frames is not None:
+        files = extract_frames(frames, out / "frames")
     if args.align:  # aligned faces go to OUT/aligned/ (the sources to score against) and are inverted
         files = align_files(files, names, out / "aligned")
     if uses_bundled(args):
@@ -181,8 +244,12 @@ def run(args: argparse.Namespace) -> int:
             "resized (short side + centre crop)",
             file=sys.stderr,
         )
+    clip = write_result_clip(
+        args, frames is not None, [out / n for n in sorted(names)], out / "reconstruction"
+    )
     print(
         f"inverted {run.images} image(s) with {args.method} into {out} ({run.seconds_per_image:.3f} s/image)"
+        + (f"; clip {clip}" if clip else "")
     )
     return 0
 
