@@ -144,3 +144,32 @@ def test_clip_flag_on_a_folder_and_missing_video(files, tmp_path):
     assert (
         main(["invert", *base, "--input", str(tmp_path / "nope.mp4"), "--output", str(tmp_path / "x")]) != 0
     )
+
+
+def test_consistency_claims_judge_clip_by_clip():
+    """HFGI's video claim: a Wilcoxon over clips; 6 clips cannot reach p < 0.01, 10 clips all won can."""
+    import numpy as np
+    from scipy import stats
+
+    from egain.applications.video import consistency_claims
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.01, 0.02, size=10)
+    per_clip = {
+        "hfgi": [{"tc_error": v - 0.001 * (i + 1)} for i, v in enumerate(base)],
+        "e4e": [{"tc_error": v} for v in base],
+        "restyle-psp": [{"tc_error": v - 0.002 * (i + 1)} for i, v in enumerate(base)],  # hfgi worse
+        "psp": [{"tc_error": v} for v in base],  # not in either group: ignored
+    }
+    rows = {(r["challenger"], r["reference"]): r for r in consistency_claims(per_clip)}
+    assert set(rows) == {("hfgi", "e4e"), ("hfgi", "restyle-psp")}
+    won = rows["hfgi", "e4e"]
+    expected = stats.wilcoxon(
+        [c["tc_error"] for c in per_clip["e4e"]], [c["tc_error"] for c in per_clip["hfgi"]]
+    )
+    assert won["wins"] == 10 and won["n"] == 10
+    assert won["p_two_sided"] == pytest.approx(expected.pvalue)
+    assert won["verdict"] == "holds"
+    assert rows["hfgi", "restyle-psp"]["verdict"] == "does not hold"
+    six = consistency_claims({k: v[:6] for k, v in per_clip.items()})
+    assert all(r["verdict"].startswith("no verdict") for r in six)

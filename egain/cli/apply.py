@@ -416,7 +416,14 @@ def _video_compare(args: argparse.Namespace) -> int:
     """``egain apply video --methods A,B,..``: every method on every clip; per-clip and mean metrics."""
     import torch
 
-    from egain.applications.video import edit_video, invert_video, read_frames, write_video
+    from egain.applications.video import (
+        claims_markdown,
+        consistency_claims,
+        edit_video,
+        invert_video,
+        read_frames,
+        write_video,
+    )
     from egain.errors import InputError
     from egain.utils.device import resolve_device
     from egain.workflows.bundled import label_name, load_bundled, parse_labels
@@ -472,6 +479,10 @@ def _video_compare(args: argparse.Namespace) -> int:
     }
     keys = ("tc_error", "tc_ratio", "psnr", "latent_step", "delta_flicker", "id_drift", "id_sim")
     lines = _table(means, keys)
+    claims = consistency_claims(results)
+    if claims:
+        report["claims"] = claims
+        lines += ["", *claims_markdown(claims)]
     if edits:
         edit_means = _means(edit_results)
         report.update(
