@@ -100,6 +100,7 @@ def test_apply_video_direction_end_to_end(files, tmp_path):
     assert "delta_flicker" in tc  # the reconstruction's metrics stay where they were
     assert read_frames(out / "edit.gif").shape == (FRAMES, 3, 64, 64)  # written at scale 2
     assert read_frames(out / "side_by_side.gif").shape == (FRAMES, 3, 64, 64 * 3)  # written at scale 2
+    assert (out / "frames.png").is_file()  # the still picture of source | reconstruction | edit
     # several methods: one edited clip each and an edit table
     out = tmp_path / "vc"
     args = [

@@ -356,11 +356,22 @@ def _video(args: argparse.Namespace) -> int:
     recon, metrics, _ = invert_video(m, frames, smooth=args.smooth, embedder=emb)
     write_video(recon, out / f"reconstruction.{args.format}", args.fps, 2)
     write_video(torch.cat([frames, recon], -1), out / f"side_by_side.{args.format}", args.fps, 2)
+    _write_stills(out, [frames, recon], ["source", args.method])
     _write_json(
         out / "temporal.json",
         {"method": args.method, "frames": int(frames.shape[0]), "smooth": args.smooth, **metrics},
     )
     return 0
+
+
+def _write_stills(out: Path, clips, labels, rows: int = 6) -> None:
+    """``frames.png``: the clip as a picture, ``rows`` evenly spaced frames (time runs down), one
+    column per clip (source, reconstruction, edit)."""
+    from egain.applications.common import write_columns
+
+    n = int(clips[0].shape[0])
+    idx = sorted({round(i * (n - 1) / max(rows - 1, 1)) for i in range(min(rows, n))})
+    write_columns([c[idx] for c in clips], labels, out / "frames.png")
 
 
 def _video_direction(args: argparse.Namespace, method):
@@ -390,6 +401,10 @@ def _video_edit(args: argparse.Namespace, out: Path, m, frames, emb) -> int:
     write_video(r.edited, out / f"edit.{args.format}", args.fps, 2)
     side = torch.cat([frames, r.reconstruction, r.edited], -1)
     write_video(side, out / f"side_by_side.{args.format}", args.fps, 2)
+    edit_label = f"{'+'.join(args.direction)} x{args.strength:g}"
+    _write_stills(
+        out, [frames, r.reconstruction, r.edited], ["source", args.method, edit_label]
+    )
     _write_json(
         out / "temporal.json",
         {
