@@ -402,9 +402,7 @@ def _video_edit(args: argparse.Namespace, out: Path, m, frames, emb) -> int:
     side = torch.cat([frames, r.reconstruction, r.edited], -1)
     write_video(side, out / f"side_by_side.{args.format}", args.fps, 2)
     edit_label = f"{'+'.join(args.direction)} x{args.strength:g}"
-    _write_stills(
-        out, [frames, r.reconstruction, r.edited], ["source", args.method, edit_label]
-    )
+    _write_stills(out, [frames, r.reconstruction, r.edited], ["source", args.method, edit_label])
     _write_json(
         out / "temporal.json",
         {
