@@ -581,3 +581,34 @@ def test_dse_trains_and_inverts_through_the_cli(world, tmp_path):
     argv = ["invert", "--method", "dse", "--checkpoint", str(tmp_path / "dse" / "model.pt")]
     assert main([*argv, "--input", str(world["data"]), "--output", str(out), "--device", "cpu"]) == 0
     assert len(list(out.glob("*.png"))) == 12
+
+
+def test_invert_files_is_reproducible_for_random_noise_dse(tmp_path):
+    """DSE's encoder draws noise at inference (published default): the shared inversion loop seeds it,
+    so the same files give the same reconstructions whatever drew random numbers before, and the
+    caller's random state is left as it was."""
+    from egain.utils.images import open_image
+    from egain.workflows.inversion import invert_files
+
+    g = tiny_generator("stylegan2", 16)
+    m = methods.create("dse", generator=g)
+    assert m.noise_mode == "random"
+    with torch.no_grad():  # trained weights are non-zero; at init the noise would not show
+        for name, p in m.named_parameters():
+            if "noise_weight" in name:
+                p.fill_(0.5)
+    files = sorted(image_folder(tmp_path / "src", n=3, size=16).glob("*.png"))
+    invert_files(m, files, tmp_path / "a", label="a", progress=False)
+    torch.manual_seed(123)
+    torch.rand(7)  # another method drew numbers before
+    state = torch.random.get_rng_state()
+    invert_files(m, files, tmp_path / "b", label="b", progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for f in files:
+        a = torch.tensor(list(open_image(tmp_path / "a" / f.name).getdata()))
+        b = torch.tensor(list(open_image(tmp_path / "b" / f.name).getdata()))
+        assert torch.equal(a, b)
+    invert_files(m, files, tmp_path / "c", label="c", progress=False, seed=None)
+    c = [torch.tensor(list(open_image(tmp_path / "c" / f.name).getdata())) for f in files]
+    a = [torch.tensor(list(open_image(tmp_path / "a" / f.name).getdata())) for f in files]
+    assert any(not torch.equal(x, y) for x, y in zip(a, c, strict=True))  # unseeded: the noise differs

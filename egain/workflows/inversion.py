@@ -72,6 +72,7 @@ def invert_files(
     warmup: bool = True,
     invert_kwargs: dict | None = None,
     on_batch: Callable[[list[Path], Any], None] | None = None,
+    seed: int | None = 0,
 ) -> InversionRun:
     """Invert ``files`` with ``model`` and write ``out_dir/<name>`` plus ``timing.json``.
 
@@ -85,6 +86,11 @@ def invert_files(
     Time per image counts ``model.invert`` only (not file reading or writing), after one untimed
     warm-up batch (``warmup``), so that one-off start-up costs (allocator, lazy kernels) do not blur
     the comparison between methods.
+
+    ``seed``: the torch random state the inversions start from (after the warm-up; the caller's
+    state is restored afterwards). Methods that draw at inference (DSE's encoder noise, published
+    as random) then give the same output for the same files whatever ran before them, so a
+    comparison does not depend on the order of its methods. ``None`` leaves the state alone.
     """
     from egain.runtime.logging import progress as progress_bar
     from egain.utils.images import open_image
@@ -102,29 +108,33 @@ def invert_files(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(getattr(model, "device", torch.device("cpu")))
-    if warmup:
-        with torch.no_grad():
-            model.invert([open_image(files[0])], **kwargs)
-        _sync(device)
     seconds = 0.0
     resized = 0
     size = int(getattr(model, "input_size", 0) or 0)
-    bar = progress_bar(total=len(files), desc=f"invert {label}", unit="img", enabled=progress)
-    try:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
-            images = [open_image(f) for f in chunk]
-            resized += sum(1 for im in images if size and im.size != (size, size))
-            t0 = time.perf_counter()
-            inv = model.invert(images, **kwargs)
+    forked = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked, enabled=seed is not None):
+        if warmup:
+            with torch.no_grad():
+                model.invert([open_image(files[0])], **kwargs)
             _sync(device)
-            seconds += time.perf_counter() - t0
-            write_inversion(out, chunk, names[start : start + batch_size], inv, save_latents, save_deltas)
-            if on_batch is not None:
-                on_batch(chunk, inv)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+        if seed is not None:
+            torch.manual_seed(seed)
+        bar = progress_bar(total=len(files), desc=f"invert {label}", unit="img", enabled=progress)
+        try:
+            for start in range(0, len(files), batch_size):
+                chunk = files[start : start + batch_size]
+                images = [open_image(f) for f in chunk]
+                resized += sum(1 for im in images if size and im.size != (size, size))
+                t0 = time.perf_counter()
+                inv = model.invert(images, **kwargs)
+                _sync(device)
+                seconds += time.perf_counter() - t0
+                write_inversion(out, chunk, names[start : start + batch_size], inv, save_latents, save_deltas)
+                if on_batch is not None:
+                    on_batch(chunk, inv)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
     with_g, without_g = parameter_counts(model)
     run = InversionRun(
         label=label,
