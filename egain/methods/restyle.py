@@ -328,6 +328,7 @@ class ReStyleE4E(ReStyle):
 
     variant = "e4e"
     published_at = PUBLISHED_AT["restyle-e4e"]
+    bundled_weights = "restyle-e4e-stylegan2-64"
     loss_weights = {**PSP_LOSS_WEIGHTS, "d_reg": 2e-4, "w_reg": 0.1}
     training_options = ReStyle.training_options + (
         TrainOption("progressive_start", 20000, "e4e: step at which W+ offsets start (-1: all at once)", int),
