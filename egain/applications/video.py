@@ -131,12 +131,24 @@ def write_video(
 
 
 @torch.no_grad()
-def invert_frames(method: InversionMethod, frames: torch.Tensor, batch: int = 16) -> list[Inversion]:
-    """Per-frame inversions (each a one-image :class:`Inversion`, on the CPU)."""
+def invert_frames(
+    method: InversionMethod, frames: torch.Tensor, batch: int = 16, seed: int | None = 0
+) -> list[Inversion]:
+    """Per-frame inversions (each a one-image :class:`Inversion`, on the CPU).
+
+    ``seed``: the torch random state the inversions start from (the caller's is restored), as in
+    ``egain.workflows.inversion.invert_files``, so methods that draw at inference (DSE's noise)
+    give the same clip on every run; ``None`` leaves the state alone.
+    """
+    device = torch.device(method.device)
+    forked = [device.index or 0] if device.type == "cuda" else []
     out: list[Inversion] = []
-    for i in range(0, frames.shape[0], batch):
-        inv = method.invert(frames[i : i + batch].to(method.device)).to("cpu")
-        out += [inv.select([j]) for j in range(len(inv))]
+    with torch.random.fork_rng(devices=forked, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for i in range(0, frames.shape[0], batch):
+            inv = method.invert(frames[i : i + batch].to(method.device)).to("cpu")
+            out += [inv.select([j]) for j in range(len(inv))]
     return out
 
 
