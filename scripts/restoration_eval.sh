@@ -43,7 +43,12 @@ out = Path(sys.argv[1])
 runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/restoration.json"))}
 
 def cell(r):
-    return f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['mae']:.4f} / {r['id']:.3f}" if r else "-"
+    if not r:
+        return "-"
+    if "psnr" not in r:  # parsing: the maps are no image; the parser's mIoU on the clean images
+        return f"mIoU {r['miou']:.3f} (parser on the clean images)" if "miou" in r else "-"
+    text = f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['mae']:.4f} / {r['id']:.3f}"
+    return text + (f", mIoU {r['miou']:.3f}" if "miou" in r else "")
 
 print("| mode | model | n | restored | corrupted input | inversion model on the input |")
 print("|---|---|---|---|---|---|")
@@ -57,5 +62,6 @@ for name, r in runs.items():
         f"| {tag.replace('x', ' x')} | `{name.rsplit('-', 1)[0]}` | {r['n']} | {cell(r['restored'])} "
         f"| {cell(r.get('corrupted_input'))} | {cell(base)} |"
     )
-print("\n(PSNR dB / SSIM / MAE / ID cosine, against the clean images)")
+print("\n(PSNR dB / SSIM / MAE / ID cosine against the clean images; parsing: mIoU of the bundled parser's")
+print("segmentation of the translated faces against the input maps)")
 PY

@@ -260,3 +260,48 @@ def test_parsing_errors_are_one_line(parsing_files, tmp_path, capsys):
     args += ["parsing", "--input", str(parsing_files["data"]), "--out", str(tmp_path / "o")]
     assert main(args) != 0
     assert "holds no parsing maps" in capsys.readouterr().err
+
+
+def _bundled_restoration_models() -> list[tuple[str, str, str]]:
+    """(zoo name, method, mode) of every bundled restoration/translation encoder."""
+    from egain.zoo import available
+
+    out = []
+    for name in available():
+        stem = name.removesuffix("-stylegan2-64")
+        method, _, mode = stem.rpartition("-")
+        if stem != name and mode in ("colorize", "inpaint", "superres", "sketch", "parsing"):
+            out.append((name, method, mode))
+    return out
+
+
+@pytest.mark.parametrize("name,method,mode", _bundled_restoration_models())
+def test_bundled_restoration_models_beat_their_baseline(name, method, mode, tmp_path):
+    """Each bundled restoration/translation encoder (stored float16) loads, runs end to end through
+    ``egain apply restore`` and beats its baseline: parsing -> face keeps the maps' layout (parser
+    mIoU) better than the generator's average face; every other mode is closer to the clean truth
+    (PSNR) than the bundled inversion model of its method fed the same corrupted input."""
+    from egain.generators import load_generator
+
+    corrupt_as = "superres:8" if mode == "superres" else mode
+    out = tmp_path / "restore"
+    args = ["apply", "restore", "--method", method, "--checkpoint", f"zoo:{name}", "--corrupt", corrupt_as]
+    assert main([*args, "--n", "8", "--id-net", "none", "--out", str(out)]) == 0
+    restored = json.loads((out / "restoration.json").read_text())["restored"]
+    if mode == "parsing":  # the layout of the maps: the parser's mIoU, against the average face's
+        from egain.applications.restoration import parsing_consistency
+        from egain.data.synthfaces import SynthFacesDataset  # the eval images apply restore scores
+
+        g = load_generator("zoo:gan-stylegan2-64")
+        with torch.no_grad():
+            mean_face = g.synthesize(g.latent_avg.view(1, 1, -1).repeat(1, g.n_latent, 1)).clamp(-1, 1)
+        ds = SynthFacesDataset.eval_set(size=64, return_parsing=True)
+        maps = torch.stack([ds[i][-1] for i in range(8)])
+        baseline = parsing_consistency("synthfaces-parsing", mean_face.expand(8, -1, -1, -1), maps)
+        assert restored["miou"] > baseline + 0.1, (restored, baseline)
+        return
+    base = tmp_path / "baseline"
+    assert main(["apply", "restore", "--method", method, "--corrupt", corrupt_as, "--n", "8",
+                 "--id-net", "none", "--out", str(base)]) == 0  # fmt: skip
+    baseline = json.loads((base / "restoration.json").read_text())["restored"]["psnr"]
+    assert restored["psnr"] > baseline + 1.0, (restored, baseline)

@@ -278,6 +278,27 @@ class RestorationReport:
 
 
 @torch.no_grad()
+def parsing_consistency(parser: Any, images: torch.Tensor, maps: torch.Tensor, batch: int = 64) -> float:
+    """mIoU of ``parser``'s segmentation of ``images`` (N, 3, H, W in [-1, 1]) against the synthfaces
+    class maps ``maps`` (N, H, W), in the parser's classes (over the classes present in the maps)."""
+    from egain.faces.parsing import confusion_matrix, iou_from_confusion, load_parser, target_table
+
+    net = load_parser(parser, device="cpu")
+    table = torch.from_numpy(target_table(net.class_names))
+    conf = torch.zeros(net.num_classes, net.num_classes, dtype=torch.int64)
+    for i in range(0, images.shape[0], batch):
+        x = images[i : i + batch].float()
+        pred = net(x).argmax(dim=1).cpu()
+        target = table[maps[i : i + batch].long().cpu()]
+        if pred.shape[-2:] != target.shape[-2:]:
+            pred = torch.nn.functional.interpolate(
+                pred[:, None].float(), size=target.shape[-2:], mode="nearest"
+            )[:, 0]
+        conf += confusion_matrix(pred, target, net.num_classes)
+    return float(iou_from_confusion(conf, net.class_names)["miou"])
+
+
+@torch.no_grad()
 def evaluate_restoration(
     method: Any,
     clean: torch.Tensor,
@@ -288,12 +309,16 @@ def evaluate_restoration(
     batch: int = 16,
     metrics: Sequence[str] = ("psnr", "ssim", "mae"),
     embedder: Any = None,
+    parser: Any = None,
 ) -> tuple[RestorationReport, dict[str, torch.Tensor]]:
     """Corrupt ``clean`` (seeded), restore with ``method.invert`` and score against ``clean``.
 
     ``parsing`` takes its input from ``maps`` ((N, H, W) class indices of the clean images).
     ``embedder`` (anything :func:`egain.metrics.identity.resolve_embedder` accepts) adds ``id``,
-    the face-embedding cosine of restored and clean image. Returns the report and the image rows
+    the face-embedding cosine of restored and clean image. ``parser`` (a :func:`egain.faces.parsing.load_parser`
+    spec, parsing mode only) adds ``miou``: how well the translated faces keep the layout of their
+    maps, the mIoU of the parser's segmentation of the restored images against the input maps (the
+    corrupted-input column holds the parser's mIoU on the clean images, its ceiling). Returns the report and the image rows
     ``{"clean", "input", "restored"}`` for a grid (``input`` as a picture: parsing maps in palette
     colours). The corrupted input is scored too, where it is an image: a restoration model is
     useful where it beats its own input.
@@ -331,6 +356,9 @@ def evaluate_restoration(
         corrupted={k: float(v.float().mean()) for k, v in cs.items()},
         per_image={k: [float(a) for a in v] for k, v in rs.items()},
     )
+    if parser is not None and mode.needs_maps:  # a set-level score (one confusion matrix), not per image
+        report.restored["miou"] = parsing_consistency(parser, restored, maps)
+        report.corrupted["miou"] = parsing_consistency(parser, clean, maps)
     return report, {"clean": clean, "input": mode.picture(inputs), "restored": restored}
 
 

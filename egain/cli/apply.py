@@ -200,6 +200,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--id-net", default="synthfaces-arcface", help="face embedder of the ID score ('none': skip)"
     )
+    q.add_argument(
+        "--parser",
+        default="synthfaces-parsing",
+        help="parsing only: face parser whose segmentation of the translated faces is scored against the "
+        "input maps (mIoU; 'none': skip)",
+    )
     q.set_defaults(func=_restore)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -569,7 +575,10 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"translated {len(x)} maps (no images beside them: not scored); wrote {out}")
         return 0
     embedder = None if args.id_net in (None, "", "none") else args.id_net
-    report, rows = evaluate_restoration(m, clean, args.corrupt, maps=maps, seed=args.seed, embedder=embedder)
+    parser = None if args.parser in (None, "", "none") else args.parser
+    report, rows = evaluate_restoration(
+        m, clean, args.corrupt, maps=maps, seed=args.seed, embedder=embedder, parser=parser
+    )
     k = min(8, clean.shape[0])
     write_columns(
         [rows["clean"][:k], rows["input"][:k], rows["restored"][:k]],
@@ -585,6 +594,7 @@ def _restore(args: argparse.Namespace) -> int:
             "checkpoint": args.checkpoint,
             "input": args.input or "synthfaces eval",
             "id_net": embedder,
+            "parser": parser if mode.needs_maps else None,
             **report.as_dict(),
         },
     )
