@@ -45,21 +45,22 @@ runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/res
 def cell(r):
     if not r:
         return "-"
-    if "psnr" not in r:  # parsing: the maps are no image; the parser's mIoU on the clean images
-        return f"mIoU {r['miou']:.3f} (parser on the clean images)" if "miou" in r else "-"
-    text = f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['mae']:.4f} / {r['id']:.3f}"
-    return text + (f", mIoU {r['miou']:.3f}" if "miou" in r else "")
+    text = f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['mae']:.4f} / " + (f"{r['id']:.3f}" if "id" in r else "-")
+    if "miou" in r:  # parsing: the layout kept, and the parser's ceiling on the clean images
+        text += f", mIoU {r['miou']:.3f} (clean images: {r['miou_clean']:.3f})"
+    return text
+
 
 print("| mode | model | n | restored | corrupted input | inversion model on the input |")
 print("|---|---|---|---|---|---|")
 for name, r in runs.items():
-    if "-inversion-" in name:
-        continue
-    tag = name.split("-stylegan2-64-")[1]
-    method = name.split("-")[0]
+    stem, sep, tag = name.partition("-stylegan2-64-")  # METHOD-MODE-stylegan2-64-TAG
+    if not sep:
+        continue  # a baseline (METHOD-inversion-TAG) or another folder
+    method = stem.rsplit("-", 1)[0]
     base = runs.get(f"{method}-inversion-{tag}", {}).get("restored")
     print(
-        f"| {tag.replace('x', ' x')} | `{name.rsplit('-', 1)[0]}` | {r['n']} | {cell(r['restored'])} "
+        f"| {tag.replace('x', ' x')} | `{stem}-stylegan2-64` | {r['n']} | {cell(r['restored'])} "
         f"| {cell(r.get('corrupted_input'))} | {cell(base)} |"
     )
 print("\n(PSNR dB / SSIM / MAE / ID cosine against the clean images; parsing: mIoU of the bundled parser's")

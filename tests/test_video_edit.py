@@ -174,3 +174,19 @@ def test_consistency_claims_judge_clip_by_clip():
     assert rows["hfgi", "restyle-psp"]["verdict"] == "does not hold"
     six = consistency_claims({k: v[:6] for k, v in per_clip.items()})
     assert all(r["verdict"].startswith("no verdict") for r in six)
+
+
+def test_consistency_claims_group_labels_by_method_and_need_equal_clips():
+    from egain.applications.video import consistency_claims
+    from egain.errors import InputError
+
+    per_clip = {
+        "mine": [{"tc_error": 0.01}] * 8,  # an hfgi shown under another name
+        "e4e-swagan": [{"tc_error": 0.02}] * 8,  # an e4e
+        "egain": [{"tc_error": 0.0}] * 8,  # shown as egain, but an e4e run: not high-fidelity
+    }
+    kinds = {"mine": "hfgi", "e4e-swagan": "e4e", "egain": "e4e"}
+    rows = consistency_claims(per_clip, methods=kinds)
+    assert [(r["challenger"], r["reference"]) for r in rows] == [("mine", "e4e-swagan"), ("mine", "egain")]
+    with pytest.raises(InputError, match="same clips"):
+        consistency_claims({"hfgi": [{"tc_error": 0.1}] * 3, "e4e": [{"tc_error": 0.2}] * 2})

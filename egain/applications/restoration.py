@@ -317,8 +317,8 @@ def evaluate_restoration(
     ``embedder`` (anything :func:`egain.metrics.identity.resolve_embedder` accepts) adds ``id``,
     the face-embedding cosine of restored and clean image. ``parser`` (a :func:`egain.faces.parsing.load_parser`
     spec, parsing mode only) adds ``miou``: how well the translated faces keep the layout of their
-    maps, the mIoU of the parser's segmentation of the restored images against the input maps (the
-    corrupted-input column holds the parser's mIoU on the clean images, its ceiling). Returns the report and the image rows
+    maps, the mIoU of the parser's segmentation of the restored images against the input maps, and
+    ``miou_clean``, the parser's mIoU on the clean images (its ceiling). Returns the report and the image rows
     ``{"clean", "input", "restored"}`` for a grid (``input`` as a picture: parsing maps in palette
     colours). The corrupted input is scored too, where it is an image: a restoration model is
     useful where it beats its own input.
@@ -358,7 +358,7 @@ def evaluate_restoration(
     )
     if parser is not None and mode.needs_maps:  # a set-level score (one confusion matrix), not per image
         report.restored["miou"] = parsing_consistency(parser, restored, maps)
-        report.corrupted["miou"] = parsing_consistency(parser, clean, maps)
+        report.restored["miou_clean"] = parsing_consistency(parser, clean, maps)  # the parser's ceiling
     return report, {"clean": clean, "input": mode.picture(inputs), "restored": restored}
 
 

@@ -4,7 +4,7 @@
     egain apply mix --content A.png --style B.png --out DIR           style mixing (Alg. 3)
     egain apply interpolate --a A.png --b B.png --out DIR             interpolation strip + GIF (Alg. 4)
     egain apply hide --secret A.png --carrier C.png --out DIR         secure deep hiding (Alg. 1)
-    egain apply reveal --stego DIR/stego.png --out DIR                the receiver's side
+    egain apply reveal --stego DIR/stego.png --out DIR2               the receiver's side
     egain apply video --input CLIP --out DIR                          video inversion + temporal metrics
     egain apply video --input CLIP --direction smile --strength 3 --out DIR     video editing
     egain apply restore --corrupt colorize --checkpoint RUN/model.pt  restoration scored on synthfaces
@@ -29,6 +29,11 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="trained weights (default: the method's bundled ones)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, auto")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an output folder that holds another run's results",
+    )
 
 
 def _load(args: argparse.Namespace):
@@ -54,13 +59,26 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 
 def _out(args: argparse.Namespace) -> Path:
-    from egain.utils.paths import check_output_dir
+    """The output folder of this run: never an input's folder, and never another run's results
+    (``claim_output_dir``: a re-run of the same command reuses its own folder; ``--overwrite``)."""
+    from egain.utils.paths import check_not_inside_inputs, check_output_dir, claim_output_dir
 
     _check_inputs(args)
     check_output_dir(args.out, "output folder")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    inputs: list[str] = []
+    for name in _INPUT_ARGS:
+        value = getattr(args, name, None)
+        inputs += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    check_not_inside_inputs(args.out, inputs)
+    run = {
+        k: v
+        for k, v in sorted(vars(args).items())
+        if k not in ("func", "overwrite", "device")
+        and isinstance(v, (str, int, float, bool, list, type(None)))
+    }
+    return claim_output_dir(
+        args.out, {"command": f"egain apply {args.apply_command}", **run}, overwrite=args.overwrite
+    )
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -376,7 +394,8 @@ def _write_stills(out: Path, clips, labels, rows: int = 6) -> None:
     from egain.applications.common import write_columns
 
     n = int(clips[0].shape[0])
-    idx = sorted({round(i * (n - 1) / max(rows - 1, 1)) for i in range(min(rows, n))})
+    k = min(rows, n)  # k evenly spaced frames, the first and the last included
+    idx = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
     write_columns([c[idx] for c in clips], labels, out / "frames.png")
 
 
@@ -445,7 +464,7 @@ def _video_compare(args: argparse.Namespace) -> int:
     )
     from egain.errors import InputError
     from egain.utils.device import resolve_device
-    from egain.workflows.bundled import label_name, load_bundled, parse_labels
+    from egain.workflows.bundled import BUNDLED_METHODS, label_name, load_bundled, parse_labels, parse_spec
 
     if args.checkpoint:
         raise InputError("--checkpoint names one model; with --methods give NAME=CHECKPOINT labels")
@@ -455,6 +474,19 @@ def _video_compare(args: argparse.Namespace) -> int:
     out = _out(args)
     device = resolve_device(args.device)
     models = {label_name(lb): load_bundled(lb, device) for lb in labels}
+    kinds = {}  # label -> registry method, for the claim's groups (e4e-swagan is an e4e)
+    for lb in labels:
+        spec = parse_spec(lb)
+        kinds[spec.name] = (
+            BUNDLED_METHODS[spec.bundled].method if spec.bundled else (spec.method or spec.name)
+        )
+    stems = [Path(clip).stem or Path(clip).name for clip in args.input]
+    if len(set(stems)) != len(stems):
+        raise InputError(
+            "two clips share a name ("
+            + ", ".join(sorted({s for s in stems if stems.count(s) > 1}))
+            + "); their outputs would overwrite each other: rename one"
+        )
     edits = {n: _video_direction(args, m) for n, m in models.items()} if args.direction else {}
     emb = _video_embedder(args, device)
     results: dict[str, list[dict[str, float]]] = {n: [] for n in models}
@@ -498,7 +530,7 @@ def _video_compare(args: argparse.Namespace) -> int:
     }
     keys = ("tc_error", "tc_ratio", "psnr", "latent_step", "delta_flicker", "id_drift", "id_sim")
     lines = _table(means, keys)
-    claims = consistency_claims(results)
+    claims = consistency_claims(results, methods=kinds)
     if claims:
         report["claims"] = claims
         lines += ["", *claims_markdown(claims)]

@@ -904,8 +904,14 @@ def run_compare(
             here = out / f"seed{seed}" / set_name
             files = list_images(data)
             runs[seed][set_name] = {
-                label: invert_files(
-                    model, files, here / label, label=label, batch_size=batch_size, progress=progress
+                label: invert_files(  # each seed's own inference noise (DSE), the same for every method
+                    model,
+                    files,
+                    here / label,
+                    label=label,
+                    batch_size=batch_size,
+                    progress=progress,
+                    seed=seed,
                 )
                 for label, model in models.items()
             }

@@ -60,7 +60,8 @@ def add_to_zoo(
     ``half=True`` (methods only) stores the model's floating-point tensors as float16, half the
     bytes; egain up-casts them to float32 when it loads the file (``registry._load_ours``), so the
     model runs in float32 with weights rounded to float16. The manifest records
-    ``stored_dtype: float16``; scores of such a model must be measured on the stored file.
+    ``stored_dtype: float16``. Its training scores (``val_l2``) are the float32 run's; figures
+    reported elsewhere are measured on the stored file. A tensor beyond float16's range is refused.
     """
     weights, run_info = Path(weights), Path(run_info)
     if not weights.is_file():
@@ -124,10 +125,17 @@ def _to_half(ckpt: dict, weights: Path) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"'{weights}' holds no model state_dict to store in half precision")
     ckpt = dict(ckpt)
-    ckpt["state_dict"] = {
-        k: v.half() if isinstance(v, torch.Tensor) and v.dtype == torch.float32 else v
-        for k, v in state.items()
-    }
+    half = {}
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.dtype == torch.float32:
+            h = v.half()
+            if not torch.isfinite(h).all() and torch.isfinite(v).all():
+                raise CheckpointError(
+                    f"'{weights}': tensor '{k}' exceeds the float16 range; store it in float32"
+                )
+            v = h
+        half[k] = v
+    ckpt["state_dict"] = half
     ckpt["stored_dtype"] = "float16"
     return ckpt
 
