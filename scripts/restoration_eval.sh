@@ -35,12 +35,38 @@ for manifest in egain/zoo/weights/*-stylegan2-64.json; do
   done
 done
 
-python - "$OUT" <<'PY'
+python - "$OUT" "$N" <<'PY'
 import json, sys
 from pathlib import Path
 
-out = Path(sys.argv[1])
+out, n = Path(sys.argv[1]), int(sys.argv[2])
 runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/restoration.json"))}
+
+
+def average_face(n):
+    """The parsing baseline: the generator's average face G(w_avg) for every map (a map has no colours)."""
+    import torch
+
+    from egain.applications.restoration import parsing_consistency
+    from egain.data.synthfaces import SynthFacesDataset
+    from egain.faces import load_embedder
+    from egain.generators import load_generator
+    from egain.metrics import pixel_metrics
+    from egain.metrics.identity import identity_similarity
+
+    g = load_generator("zoo:gan-stylegan2-64")
+    with torch.no_grad():
+        face = g.synthesize(g.latent_avg.view(1, 1, -1).repeat(1, g.n_latent, 1)).clamp(-1, 1)
+    ds = SynthFacesDataset.eval_set(size=64, return_parsing=True)
+    items = [ds[i] for i in range(n)]
+    clean, maps = torch.stack([it[0] for it in items]), torch.stack([it[-1] for it in items])
+    faces = face.expand_as(clean)
+    r = {k: float(v.mean()) for k, v in pixel_metrics(clean, faces, metrics=("psnr", "ssim", "mae")).items()}
+    r["id"] = float(identity_similarity(load_embedder("synthfaces-arcface"), clean, faces).mean())
+    r["miou"] = parsing_consistency("synthfaces-parsing", faces, maps)
+    r["miou_clean"] = parsing_consistency("synthfaces-parsing", clean, maps)
+    return r
+
 
 def cell(r):
     if not r:
@@ -51,14 +77,14 @@ def cell(r):
     return text
 
 
-print("| mode | model | n | restored | corrupted input | inversion model on the input |")
+print("| mode | model | n | restored | corrupted input | baseline: the inversion model on the input (parsing: G(w_avg)) |")
 print("|---|---|---|---|---|---|")
 for name, r in runs.items():
     stem, sep, tag = name.partition("-stylegan2-64-")  # METHOD-MODE-stylegan2-64-TAG
     if not sep:
         continue  # a baseline (METHOD-inversion-TAG) or another folder
     method = stem.rsplit("-", 1)[0]
-    base = runs.get(f"{method}-inversion-{tag}", {}).get("restored")
+    base = average_face(r["n"]) if tag == "parsing" else runs.get(f"{method}-inversion-{tag}", {}).get("restored")
     print(
         f"| {tag.replace('x', ' x')} | `{stem}-stylegan2-64` | {r['n']} | {cell(r['restored'])} "
         f"| {cell(r.get('corrupted_input'))} | {cell(base)} |"
