@@ -280,7 +280,8 @@ def test_bundled_restoration_models_beat_their_baseline(name, method, mode, tmp_
     """Each bundled restoration/translation encoder (stored float16) loads, runs end to end through
     ``egain apply restore`` and beats its baseline: parsing -> face keeps the maps' layout (parser
     mIoU) better than the generator's average face; every other mode is closer to the clean truth
-    (SSIM and identity) than the bundled inversion model of its method fed the same corrupted input."""
+    (PSNR, and identity by a margin) than the bundled inversion model of its method fed the same
+    corrupted input."""
     from egain.generators import load_generator
 
     corrupt_as = "superres:8" if mode == "superres" else mode
@@ -305,7 +306,7 @@ def test_bundled_restoration_models_beat_their_baseline(name, method, mode, tmp_
                  "--out", str(base)]) == 0  # fmt: skip
     baseline = json.loads((base / "restoration.json").read_text())["restored"]
     # trained for the corruption, it keeps the face better than a model that never saw one
-    assert restored["ssim"] > baseline["ssim"] and restored["id"] > baseline["id"] + 0.02, (
+    assert restored["psnr"] > baseline["psnr"] and restored["id"] > baseline["id"] + 0.03, (
         restored,
         baseline,
     )
