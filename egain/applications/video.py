@@ -140,12 +140,10 @@ def invert_frames(
     ``egain.workflows.inversion.invert_files``, so methods that draw at inference (DSE's noise)
     give the same clip on every run; ``None`` leaves the state alone.
     """
-    device = torch.device(method.device)
-    forked = [device.index or 0] if device.type == "cuda" else []
+    from egain.runtime.seeding import seeded
+
     out: list[Inversion] = []
-    with torch.random.fork_rng(devices=forked, enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed, method.device):
         for i in range(0, frames.shape[0], batch):
             inv = method.invert(frames[i : i + batch].to(method.device)).to("cpu")
             out += [inv.select([j]) for j in range(len(inv))]

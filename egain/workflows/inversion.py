@@ -93,6 +93,7 @@ def invert_files(
     comparison does not depend on the order of its methods. ``None`` leaves the state alone.
     """
     from egain.runtime.logging import progress as progress_bar
+    from egain.runtime.seeding import seeded
     from egain.utils.images import open_image
 
     if batch_size < 1:
@@ -111,14 +112,11 @@ def invert_files(
     seconds = 0.0
     resized = 0
     size = int(getattr(model, "input_size", 0) or 0)
-    forked = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked, enabled=seed is not None):
+    with seeded(seed, device):
         if warmup:
             with torch.no_grad():
                 model.invert([open_image(files[0])], **kwargs)
             _sync(device)
-        if seed is not None:
-            torch.manual_seed(seed)
         bar = progress_bar(total=len(files), desc=f"invert {label}", unit="img", enabled=progress)
         try:
             for start in range(0, len(files), batch_size):
