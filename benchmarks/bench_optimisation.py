@@ -77,10 +77,26 @@ def main() -> None:
     print(
         f"optim-wplus step, pixel loss:       {t_pixel * 1000:.1f} ms = {t_pixel / bare:.2f}x bare (target <= 1.3x)"
     )
-    if not args.no_perceptual:
+    if not args.no_perceptual and "perceptual" in args.parts:
         perc = create("optim-wplus", generator=g)
         t_perc = step_time(perc, x, s1, s2)
         print(f"optim-wplus step, + face features:  {t_perc * 1000:.1f} ms = {t_perc / bare:.2f}x bare")
+    if "sam" in args.parts:
+        sam_timings(g, x, t_pixel, pixel)
+    if "batching" in args.parts:
+        batched = _common.timed(lambda: pixel.invert(x, steps=s2), reps=args.reps)
+        single = _common.timed(
+            lambda: [pixel.invert(x[i : i + 1], steps=s2) for i in range(b)], reps=args.reps
+        )
+        print(
+            f"batched {b} images: {batched:.3f} s; one at a time: {single:.3f} s; "
+            f"throughput {single / batched:.2f}x (target >= 1.5x at batch 8)"
+        )
+
+
+def sam_timings(g, x, t_pixel: float, pixel) -> None:
+    s1, s2 = args.steps
+    b = x.shape[0]
     # SAM: W+ and the masked feature residuals through the injection hook, with its regularisers,
     # maps from an (untrained) predictor: the per-step cost of the multilayer latent
     pred = create("sam-invertibility", generator=g)
@@ -98,12 +114,6 @@ def main() -> None:
         f"time per image at {s2} steps, batch {b}: optim-wplus {per_image['optim-wplus'] * 1000:.1f} ms, "
         f"sam {per_image['sam'] * 1000:.1f} ms ({per_image['sam'] / per_image['optim-wplus']:.2f}x)"
     )
-    batched = _common.timed(lambda: pixel.invert(x, steps=s2), reps=args.reps)
-    single = _common.timed(lambda: [pixel.invert(x[i : i + 1], steps=s2) for i in range(b)], reps=args.reps)
-    print(
-        f"batched {b} images: {batched:.3f} s; one at a time: {single:.3f} s; "
-        f"throughput {single / batched:.2f}x (target >= 1.5x at batch 8)"
-    )
 
 
 if __name__ == "__main__":
@@ -114,6 +124,11 @@ if __name__ == "__main__":
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--channel-max", type=int, default=128, help="channels of the 64 px generator")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--parts",
+        default="perceptual,sam,batching",
+        help="which timings besides the pixel-loss step overhead (comma list of perceptual, sam, batching)",
+    )
     p.add_argument("--no-perceptual", action="store_true", help="skip the face-feature-distance timing")
     args = p.parse_args()
     main()

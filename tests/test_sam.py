@@ -501,3 +501,46 @@ def test_sam_uses_given_parsing_maps_and_the_predictor_method_inverts(g32, train
     pred = create("sam-invertibility", checkpoint=trained_predictor / "model.pt", device="cpu")
     inv2 = pred.invert(x, steps=2, init="mean", lambda_perceptual=0.0, mvg_samples=300)
     assert torch.allclose(inv2.extras["invertibility_maps"], pred.predict(x))
+
+
+def test_auto_invertibility_uses_the_bundled_predictor_only_for_its_own_generator(
+    trained_predictor, world, tmp_path, monkeypatch
+):
+    """``invertibility="auto"`` (the default) takes a bundled sam-invertibility model when the
+    generator is the zoo generator it was trained on, and measures the maps for any other."""
+    import shutil
+
+    from egain import zoo
+    from egain.generators import load_generator
+    from egain.methods.sam import bundled_predictor_name
+    from egain.zoo.manage import add_to_zoo
+
+    zdir = tmp_path / "zoo"
+    zdir.mkdir()
+    shutil.copy(world["gen"], zdir / "gan-stylegan2-32.pt")
+    add_to_zoo(
+        "sam-invertibility-stylegan2-32",
+        trained_predictor / "model.pt",
+        trained_predictor / "run.json",
+        kind="method",
+        weights_dir=zdir,
+        generator_zoo="gan-stylegan2-32",
+    )
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", zdir)
+    g = load_generator(world["gen"], device="cpu")
+    assert bundled_predictor_name(g) == "sam-invertibility-stylegan2-32"
+    other = tiny_generator("stylegan2", 32, seed=5)
+    assert bundled_predictor_name(other) is None
+
+    x = smooth_images(1, 32)
+    pred = create("sam-invertibility", checkpoint=trained_predictor / "model.pt", device="cpu")
+    m = create("sam", generator=g, steps=1, measure_steps=1, grid_cells=4, device="cpu", **FAST)
+    inv = m.invert(x)
+    assert torch.allclose(inv.extras["invertibility_maps"], pred.predict(x))
+    zoo_spec = create(
+        "sam", generator=g, steps=1, invertibility="zoo:sam-invertibility-stylegan2-32", grid_cells=4, **FAST
+    )
+    assert torch.allclose(zoo_spec.invert(x).extras["invertibility_maps"], pred.predict(x))
+    measured = create("sam", generator=other, steps=1, measure_steps=1, grid_cells=4, device="cpu", **FAST)
+    maps = measured.invert(x).extras["invertibility_maps"]
+    assert maps.shape == (1, 3, 32, 32) and not torch.allclose(maps, pred.predict(x))

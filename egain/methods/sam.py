@@ -610,10 +610,11 @@ def load_predictor(spec: Any, generator: nn.Module, device: torch.device) -> nn.
     if isinstance(spec, nn.Module):
         return spec.to(device).eval()
     from egain.encoders.invertibility import from_published_invertibility, is_published_invertibility
+    from egain.methods.generator_io import resolve_path
     from egain.methods.registry import create
     from egain.runtime.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(str(spec), what="SAM invertibility predictor")
+    ckpt = load_checkpoint(resolve_path(str(spec)), what="SAM invertibility predictor")
     if is_published_invertibility(ckpt):
         net = from_published_invertibility(ckpt, where=str(spec)).to(device).eval()
         net.error_scale = "lpips-vgg"  # the released targets are spatial LPIPS-VGG maps
@@ -624,6 +625,30 @@ def load_predictor(spec: Any, generator: nn.Module, device: torch.device) -> nn.
         f"{spec} is neither a sam-invertibility checkpoint (egain train --method sam-invertibility) "
         "nor SAM's released invertibility file (sd_base + heads)"
     )
+
+
+def bundled_predictor_name(generator: nn.Module) -> str | None:
+    """The bundled ``sam-invertibility-*`` model trained on exactly ``generator`` (the zoo
+    generator it references has equal weights), else None. A predictor regresses the errors of one
+    generator's inversions, so it is only used, by default, on the generator it learned them on."""
+    from egain import zoo
+    from egain.generators import load_generator
+    from egain.runtime.checkpoint import load_checkpoint
+
+    state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
+    for name in zoo.available():
+        if not name.startswith("sam-invertibility-"):
+            continue
+        record = load_checkpoint(zoo.bundled_path(name), what="bundled SAM predictor").get("generator")
+        gen_name = record.get("zoo") if isinstance(record, Mapping) else None
+        if gen_name is None or gen_name not in zoo.available():
+            continue
+        ref = load_generator(zoo.bundled_path(gen_name), device="cpu").state_dict()
+        if set(ref) == set(state) and all(
+            ref[k].shape == state[k].shape and torch.equal(ref[k], state[k]) for k in ref
+        ):
+            return name
+    return None
 
 
 def predictor_scale(predictor: nn.Module, options: Mapping[str, Any]) -> str:
@@ -715,8 +740,10 @@ SAM_OPTIONS = (
     option("encoder_checkpoint", None, "weights of the init encoder (default: its bundled weights)", str),
     option(
         "invertibility",
-        None,
-        "predictor: a sam-invertibility checkpoint or SAM's released file (default: measure the maps)",
+        "auto",
+        "predictor: a sam-invertibility checkpoint (path or zoo:NAME), SAM's released file, 'measure' "
+        "(run the single-space inversions), or 'auto': the bundled predictor when it was trained on "
+        "this very generator, else measure",
         str,
     ),
     option("measure_steps", 200, "steps of each single-space inversion when the maps are measured", int),
@@ -787,7 +814,12 @@ class SAM(OptimisationMethod):
         if "predictor" in self._aux:
             return self._aux["predictor"]
         spec = cfg["invertibility"]
-        if spec is None:
+        if spec == "auto":
+            key = ("auto-predictor",)
+            if key not in self._aux:
+                self._aux[key] = bundled_predictor_name(self.generator)
+            spec = None if self._aux[key] is None else f"zoo:{self._aux[key]}"
+        if spec is None or spec in ("measure", "none", ""):
             return None
         key = ("predictor", spec)
         if key not in self._aux:
