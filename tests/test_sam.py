@@ -544,3 +544,48 @@ def test_auto_invertibility_uses_the_bundled_predictor_only_for_its_own_generato
     measured = create("sam", generator=other, steps=1, measure_steps=1, grid_cells=4, device="cpu", **FAST)
     maps = measured.invert(x).extras["invertibility_maps"]
     assert maps.shape == (1, 3, 32, 32) and not torch.allclose(maps, pred.predict(x))
+
+
+def test_invert_files_hands_sam_the_parsing_maps_beside_the_images(g32, tmp_path):
+    """``X_parsing.png`` beside every image reaches ``sam.invert(parsing=...)`` (egain invert's loop)."""
+    from PIL import Image
+
+    from egain.data.synthfaces.parsing import PARSING_CLASSES
+    from egain.workflows.inversion import invert_files
+
+    folder = image_folder(tmp_path / "faces", 2, 32)
+    files = sorted(p for p in folder.glob("*.png"))
+    label = np.full((32, 32), PARSING_CLASSES.index("hair"), dtype=np.uint8)
+    label[8:24, 8:24] = PARSING_CLASSES.index("skin")
+    for f in files:
+        Image.fromarray(label, mode="L").save(f.with_name(f.stem + "_parsing.png"))
+    seen = []
+    m = create("sam", generator=g32, steps=1, measure_steps=1, device="cpu", **FAST)
+    invert_files(
+        m,
+        files,
+        tmp_path / "out",
+        label="sam",
+        progress=False,
+        warmup=False,
+        on_batch=lambda c, inv: seen.append(inv),
+    )
+    seg = seen[0].extras["segment_map"]
+    assert seg.shape == (2, 32, 32) and seg.unique().tolist() == [1, 17]  # face (skin) and hair
+    assert (seg[:, 8:24, 8:24] == 1).all()
+    # without maps for every image the method segments by itself (grid here: no parser in a tiny world)
+    files[1].with_name(files[1].stem + "_parsing.png").unlink()
+    seen.clear()
+    m2 = create(
+        "sam", generator=g32, steps=1, measure_steps=1, grid_cells=2, segmenter="grid", device="cpu", **FAST
+    )
+    invert_files(
+        m2,
+        files,
+        tmp_path / "out2",
+        label="sam",
+        progress=False,
+        warmup=False,
+        on_batch=lambda c, inv: seen.append(inv),
+    )
+    assert seen[0].extras["segment_map"].unique().numel() == 4

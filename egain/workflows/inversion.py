@@ -58,6 +58,37 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
     return int(total), int(own)
 
 
+def _parsing_maps_for(model: nn.Module, files: Sequence[Path], kwargs: dict) -> list[Path] | None:
+    """The ``X_parsing.png`` of every file when ``model.invert`` takes ``parsing`` and all exist."""
+    import inspect
+
+    from egain.data.parsing_pairs import parsing_path
+
+    if "parsing" in kwargs:
+        if kwargs["parsing"] is False or kwargs["parsing"] is None:
+            kwargs.pop("parsing")
+        return None
+    try:
+        takes = "parsing" in inspect.signature(model.invert).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        return None
+    maps = [parsing_path(f) for f in files]
+    return maps if all(m.is_file() for m in maps) else None
+
+
+def _read_maps(paths: Sequence[Path], images: Sequence[Any], size: int) -> torch.Tensor:
+    """Label maps (N, H, W) in the geometry the method gives its images (centre square, ``size``)."""
+    from egain.data.parsing_pairs import read_parsing_map
+
+    out = []
+    for path, im in zip(paths, images, strict=True):
+        side = size or min(im.size)
+        out.append(read_parsing_map(path, side).long())
+    return torch.stack(out)
+
+
 def invert_files(
     model: nn.Module,
     files: Sequence[Path],
@@ -87,6 +118,12 @@ def invert_files(
     warm-up batch (``warmup``), so that one-off start-up costs (allocator, lazy kernels) do not blur
     the comparison between methods.
 
+    **Parsing maps.** A method whose ``invert`` takes ``parsing`` (SAM and its encoder, which
+    segment the image before choosing latent spaces) is handed the class maps ``X_parsing.png``
+    found beside the images (as ``egain data synthfaces --parsing`` writes them) when every image
+    has one, resized with the images' geometry; otherwise it segments by itself. ``parsing`` in
+    ``invert_kwargs`` turns that off (``False``).
+
     ``seed``: the torch random state the inversions start from (after the warm-up; the caller's
     state is restored afterwards). Methods that draw at inference (DSE's encoder noise, published
     as random) then give the same output for the same files whatever ran before them, so a
@@ -112,6 +149,7 @@ def invert_files(
     seconds = 0.0
     resized = 0
     size = int(getattr(model, "input_size", 0) or 0)
+    maps = _parsing_maps_for(model, files, kwargs)
     with seeded(seed, device):
         if warmup:
             with torch.no_grad():
@@ -123,8 +161,11 @@ def invert_files(
                 chunk = files[start : start + batch_size]
                 images = [open_image(f) for f in chunk]
                 resized += sum(1 for im in images if size and im.size != (size, size))
+                extra = {}
+                if maps is not None:
+                    extra["parsing"] = _read_maps(maps[start : start + batch_size], images, size)
                 t0 = time.perf_counter()
-                inv = model.invert(images, **kwargs)
+                inv = model.invert(images, **kwargs, **extra)
                 _sync(device)
                 seconds += time.perf_counter() - t0
                 write_inversion(out, chunk, names[start : start + batch_size], inv, save_latents, save_deltas)
