@@ -35,7 +35,9 @@ def main() -> None:
     p.add_argument("--offset", type=int, default=0, help="skip this many test images first")
     p.add_argument("--steps", type=int, default=100, help="SAM steps per tau (published 1001)")
     p.add_argument("--measure-steps", type=int, default=200, help="steps of each single-space inversion")
-    p.add_argument("--invertibility", default=None, help="a sam-invertibility model.pt (skip measuring)")
+    p.add_argument(
+        "--invertibility", default="measure", help="measure (default), or a predictor: model.pt or zoo:NAME"
+    )
     p.add_argument("--json", default=None, help="also write the report here")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -48,9 +50,7 @@ def main() -> None:
     items = [ds[args.offset + i] for i in range(args.images)]
     x = torch.stack([it[0] for it in items])
     parsing = torch.stack([it[-1] for it in items])
-    opts = {"steps": args.steps, "measure_steps": args.measure_steps}
-    if args.invertibility:
-        opts["invertibility"] = args.invertibility
+    opts = {"steps": args.steps, "measure_steps": args.measure_steps, "invertibility": args.invertibility}
     report = tau_sweep_report(method, x, parse_taus(args.taus), parsing=parsing, **opts)
 
     print(f"error scale {report['error_scale']}; {args.images} images; SAM {args.steps} steps per tau")
