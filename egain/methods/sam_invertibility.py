@@ -60,6 +60,8 @@ from egain.methods.sam import (
 class SAMInvertibility(InversionMethod):
     """The predictor (module docstring); ``predict(images) -> (N, S, H, W)``."""
 
+    bundled_weights = "sam-invertibility-stylegan2-64"
+    bundled_generator = "gan-stylegan2-64"
     loss_weights = {"mse": 1.0}
     loss_help = {"mse": "MSE between predicted and measured error maps, all heads together (published)"}
     training_options = (
