@@ -33,7 +33,7 @@ KNOBS = {
     "projector": ("steps",),
     "hybrid": ("steps",),
     "pti": ("pivot_steps", "steps"),
-    "sam": ("measure_steps", "steps"),
+    "sam": ("steps",),  # maps from the bundled predictor: no measured inversions
 }
 
 
