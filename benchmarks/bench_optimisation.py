@@ -63,6 +63,10 @@ def step_time(method, x, s1: int, s2: int) -> float:
 
 def main() -> None:
     torch.set_num_threads(args.threads)
+    parts = {t for t in args.parts.split(",") if t}
+    unknown = parts - {"perceptual", "sam", "batching"}
+    if unknown:
+        raise SystemExit(f"unknown --parts {', '.join(sorted(unknown))} (perceptual, sam, batching)")
     g = make_generator(args.size, args.channel_max)
     b = args.batch
     x = torch.rand(b, 3, args.size, args.size) * 2 - 1
@@ -77,13 +81,13 @@ def main() -> None:
     print(
         f"optim-wplus step, pixel loss:       {t_pixel * 1000:.1f} ms = {t_pixel / bare:.2f}x bare (target <= 1.3x)"
     )
-    if not args.no_perceptual and "perceptual" in args.parts:
+    if not args.no_perceptual and "perceptual" in parts:
         perc = create("optim-wplus", generator=g)
         t_perc = step_time(perc, x, s1, s2)
         print(f"optim-wplus step, + face features:  {t_perc * 1000:.1f} ms = {t_perc / bare:.2f}x bare")
-    if "sam" in args.parts:
+    if "sam" in parts:
         sam_timings(g, x, t_pixel, pixel)
-    if "batching" in args.parts:
+    if "batching" in parts:
         batched = _common.timed(lambda: pixel.invert(x, steps=s2), reps=args.reps)
         single = _common.timed(
             lambda: [pixel.invert(x[i : i + 1], steps=s2) for i in range(b)], reps=args.reps

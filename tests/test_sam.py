@@ -534,9 +534,15 @@ def test_auto_invertibility_uses_the_bundled_predictor_only_for_its_own_generato
 
     x = smooth_images(1, 32)
     pred = create("sam-invertibility", checkpoint=trained_predictor / "model.pt", device="cpu")
-    m = create("sam", generator=g, steps=1, measure_steps=1, grid_cells=4, device="cpu", **FAST)
+    m = create("sam", generator=g, steps=1, grid_cells=4, device="cpu", **FAST)
     inv = m.invert(x)
     assert torch.allclose(inv.extras["invertibility_maps"], pred.predict(x))
+    # options the predictor cannot answer make "auto" measure: another error scale, a space it has
+    # no head for, measure steps asked for
+    for asked in ({"error_metric": "perceptual"}, {"spaces": "W+,F0"}, {"measure_steps": 1}):
+        opts = {**FAST, "grid_cells": 4, **asked}
+        other_ask = create("sam", generator=g, device="cpu", **opts)
+        assert other_ask.predictor(other_ask._resolve({}, other_ask.config)) is None, asked
     zoo_spec = create(
         "sam", generator=g, steps=1, invertibility="zoo:sam-invertibility-stylegan2-32", grid_cells=4, **FAST
     )
@@ -546,10 +552,12 @@ def test_auto_invertibility_uses_the_bundled_predictor_only_for_its_own_generato
     assert maps.shape == (1, 3, 32, 32) and not torch.allclose(maps, pred.predict(x))
 
 
-def test_invert_files_hands_sam_the_parsing_maps_beside_the_images(g32, tmp_path):
-    """``X_parsing.png`` beside every image reaches ``sam.invert(parsing=...)`` (egain invert's loop)."""
+def test_invert_files_hands_sam_the_parsing_maps_beside_the_images(g32, tmp_path, monkeypatch):
+    """``X_parsing.png`` beside every image reaches ``sam.invert(parsing=...)`` (egain invert's loop),
+    the warm-up call included; with a map missing the method segments by itself."""
     from PIL import Image
 
+    import egain.methods.sam as sam_mod
     from egain.data.synthfaces.parsing import PARSING_CLASSES
     from egain.workflows.inversion import invert_files
 
@@ -560,32 +568,20 @@ def test_invert_files_hands_sam_the_parsing_maps_beside_the_images(g32, tmp_path
     for f in files:
         Image.fromarray(label, mode="L").save(f.with_name(f.stem + "_parsing.png"))
     seen = []
-    m = create("sam", generator=g32, steps=1, measure_steps=1, device="cpu", **FAST)
-    invert_files(
-        m,
-        files,
-        tmp_path / "out",
-        label="sam",
-        progress=False,
-        warmup=False,
-        on_batch=lambda c, inv: seen.append(inv),
-    )
-    seg = seen[0].extras["segment_map"]
+
+    def run(m, out, warmup):
+        seen.clear()
+        invert_files(m, files, tmp_path / out, label="sam", progress=False, warmup=warmup,
+                     on_batch=lambda c, inv: seen.append(inv))  # fmt: skip
+        return seen[0].extras["segment_map"]
+
+    # "given" fails without maps, so the warm-up call must get them too
+    given = create("sam", generator=g32, steps=1, measure_steps=1, segmenter="given", device="cpu", **FAST)
+    seg = run(given, "out", warmup=True)
     assert seg.shape == (2, 32, 32) and seg.unique().tolist() == [1, 17]  # face (skin) and hair
     assert (seg[:, 8:24, 8:24] == 1).all()
-    # without maps for every image the method segments by itself (grid here: no parser in a tiny world)
+    # a map missing: "auto" segments by itself (the grid, with no parser installed)
+    monkeypatch.setattr(sam_mod, "_bundled_parser", lambda: False)
     files[1].with_name(files[1].stem + "_parsing.png").unlink()
-    seen.clear()
-    m2 = create(
-        "sam", generator=g32, steps=1, measure_steps=1, grid_cells=2, segmenter="grid", device="cpu", **FAST
-    )
-    invert_files(
-        m2,
-        files,
-        tmp_path / "out2",
-        label="sam",
-        progress=False,
-        warmup=False,
-        on_batch=lambda c, inv: seen.append(inv),
-    )
-    assert seen[0].extras["segment_map"].unique().numel() == 4
+    auto = create("sam", generator=g32, steps=1, measure_steps=1, grid_cells=2, device="cpu", **FAST)
+    assert run(auto, "out2", warmup=False).unique().numel() == 4

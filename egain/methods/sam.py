@@ -635,18 +635,21 @@ def bundled_predictor_name(generator: nn.Module) -> str | None:
     from egain.generators import load_generator
     from egain.runtime.checkpoint import load_checkpoint
 
-    state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
+    state = generator.state_dict()
     for name in zoo.available():
         if not name.startswith("sam-invertibility-"):
             continue
-        record = load_checkpoint(zoo.bundled_path(name), what="bundled SAM predictor").get("generator")
-        gen_name = record.get("zoo") if isinstance(record, Mapping) else None
-        if gen_name is None or gen_name not in zoo.available():
+        try:  # a broken bundled file must not stop SAM on other generators: it just is not used
+            record = load_checkpoint(zoo.bundled_path(name), what="bundled SAM predictor").get("generator")
+            gen_name = record.get("zoo") if isinstance(record, Mapping) else None
+            if gen_name is None or gen_name not in zoo.available():
+                continue
+            ref = load_generator(zoo.bundled_path(gen_name), device="cpu").state_dict()
+        except EgainError:
             continue
-        ref = load_generator(zoo.bundled_path(gen_name), device="cpu").state_dict()
-        if set(ref) == set(state) and all(
-            ref[k].shape == state[k].shape and torch.equal(ref[k], state[k]) for k in ref
-        ):
+        if set(ref) != set(state) or any(ref[k].shape != state[k].shape for k in ref):
+            continue
+        if all(torch.equal(ref[k], state[k].detach().to("cpu")) for k in ref):  # one tensor at a time
             return name
     return None
 
@@ -815,16 +818,38 @@ class SAM(OptimisationMethod):
             return self._aux["predictor"]
         spec = cfg["invertibility"]
         if spec == "auto":
-            key = ("auto-predictor",)
-            if key not in self._aux:
-                self._aux[key] = bundled_predictor_name(self.generator)
-            spec = None if self._aux[key] is None else f"zoo:{self._aux[key]}"
+            spec = self._auto_predictor(cfg)
         if spec is None or spec in ("measure", "none", ""):
             return None
+        return self._load_predictor(spec)
+
+    def _load_predictor(self, spec: str) -> nn.Module:
         key = ("predictor", spec)
         if key not in self._aux:
             self._aux[key] = load_predictor(spec, self.generator, self.device)
         return self._aux[key]
+
+    def _auto_predictor(self, cfg: Mapping[str, Any]) -> str | None:
+        """``invertibility="auto"``: the bundled predictor of this very generator when it answers
+        what the options ask -- maps on the scale they would measure (``error_metric``, LPIPS files,
+        ``perceptual_net``), a head for every chosen space, the default ``measure_steps`` (the
+        scale its targets were made on) -- else None: measure."""
+        key = ("auto-predictor",)
+        if key not in self._aux:
+            self._aux[key] = bundled_predictor_name(self.generator)
+        name = self._aux[key]
+        if name is None:
+            return None
+        spec = f"zoo:{name}"
+        pred = self._load_predictor(spec)
+        heads = {getattr(s, "name", s) for s in getattr(pred, "spaces", [])}
+        if (
+            predictor_scale(pred, cfg) != error_scale(cfg)
+            or not {sp.name for sp in self.spaces} <= heads
+            or cfg["measure_steps"] != self.option_defaults()["measure_steps"]
+        ):
+            return None
+        return spec
 
     def error_maps(self, x: torch.Tensor, w0: torch.Tensor, cfg: Mapping[str, Any]) -> torch.Tensor:
         pred = self.predictor(cfg)

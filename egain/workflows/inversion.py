@@ -152,8 +152,10 @@ def invert_files(
     maps = _parsing_maps_for(model, files, kwargs)
     with seeded(seed, device):
         if warmup:
+            first = open_image(files[0])
+            warm = {"parsing": _read_maps(maps[:1], [first], size)} if maps is not None else {}
             with torch.no_grad():
-                model.invert([open_image(files[0])], **kwargs)
+                model.invert([first], **kwargs, **warm)
             _sync(device)
         bar = progress_bar(total=len(files), desc=f"invert {label}", unit="img", enabled=progress)
         try:
