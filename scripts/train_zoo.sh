@@ -145,9 +145,10 @@ add() {  # add STAGE: bundle a finished stage
       egain zoo add --name "$name" --weights "$RUNS/$name/embedder.pt" --run-info "$RUNS/$name/run.json" --kind face-embedder ;;
     *) name="$1-64"
       local arch=${1##*-} half=()
-      # the restoration/translation encoders are stored as float16 (half the bytes; they load as float32)
       local notes=""
-      case "$1" in *-colorize-* | *-inpaint-* | *-superres-* | *-sketch-* | *-parsing-*) half=(--half) ;; esac
+      # the restoration/translation encoders are stored as float16 (half the bytes; they load as float32),
+      # and SAM's encoder, whose W+ head alone is a 4096 x 2560 linear layer
+      case "$1" in *-colorize-* | *-inpaint-* | *-superres-* | *-sketch-* | *-parsing-* | sam-encoder-*) half=(--half) ;; esac
       # SAM's perceptual terms are LPIPS-VGG in the thesis; no LPIPS weights can be had offline here
       case "$1" in sam-*) notes="perceptual terms (loss and spatial error maps): the face-feature distance of \
 synthfaces-arcface and its spatial version, not LPIPS-VGG (no LPIPS weights offline); docs/methods.md SAM" ;; esac

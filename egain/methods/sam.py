@@ -1059,6 +1059,8 @@ class SAMEncoder(InversionMethod):
       regularisers with the published weights) on the composed output.
     """
 
+    bundled_weights = "sam-encoder-stylegan2-64"
+    bundled_generator = "gan-stylegan2-64"
     loss_weights = {"l2": 1.0, "perceptual": 1.0, "mvg": 1e-8, "delta": 1e-3, "f_rec": 5.0}
     loss_help = {
         "l2": "pixel MSE of the multilayer reconstruction",

@@ -43,6 +43,7 @@ BUNDLED_METHODS: dict[str, BundledMethod] = {
         BundledMethod("dse", "dse", "dse-stylegan2-64", "gan-stylegan2-64"),
         BundledMethod("dse-swagan", "dse", "dse-swagan-64", "gan-swagan-64"),
         BundledMethod("restyle-e4e", "restyle-e4e", "restyle-e4e-stylegan2-64", "gan-stylegan2-64"),
+        BundledMethod("sam-encoder", "sam-encoder", "sam-encoder-stylegan2-64", "gan-stylegan2-64"),
     )
 }
 DEMO_METHODS = ("e4e", "hfgi", "egain")
