@@ -310,3 +310,21 @@ def test_egain_train_says_no_training(tmp_path, capsys):
     )
     assert rc != 0
     assert "optim-w needs no training" in capsys.readouterr().err
+
+
+def test_optimisation_methods_default_to_the_bundled_generator(tmp_path):
+    """They train nothing: with no generator given they run on the bundled synthfaces StyleGAN2,
+    in Python and from ``egain invert``."""
+    from egain.cli.main import main as cli_main
+    from egain.generators import load_generator
+    from egain.workflows.examples import example_files
+
+    ref = load_generator("zoo:gan-stylegan2-64", device="cpu").state_dict()
+    m = create("optim-wplus", device="cpu")
+    assert all(torch.equal(v, ref[k]) for k, v in m.generator.state_dict().items())
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(example_files()[0].read_bytes())
+    args = ["invert", "--method", "optim-w", "--input", str(src), "--output", str(tmp_path / "out")]
+    assert cli_main([*args, "--steps", "1", "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / "a.png").exists()

@@ -257,10 +257,11 @@ def run(args: argparse.Namespace) -> int:
 def check_checkpoint_args(args: argparse.Namespace) -> None:
     """Missing files and missing bundles as one line that names the way out (before any loading)."""
     from egain.methods import method_class
+    from egain.methods.registry import untrained_default
 
     cls = method_class(args.method)
     bundled = cls.bundled_weights
-    if args.checkpoint is None and args.generator is None and bundled is None:
+    if args.checkpoint is None and args.generator is None and bundled is None and not untrained_default(cls):
         raise EgainError(
             f"{args.method} has no bundled weights: pass --checkpoint PATH (trained by 'egain train "
             f"--method {args.method}' or published) or --generator PATH to run it untrained"

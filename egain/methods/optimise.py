@@ -289,6 +289,8 @@ class OptimisationMethod(InversionMethod):
     module tree, so ``save()`` writes only the configuration.
     """
 
+    #: with no generator given, the method runs on the bundled synthfaces StyleGAN2 (it trains nothing)
+    bundled_generator = "gan-stylegan2-64"
     #: options of ``egain invert`` (the CLI turns each into ``--NAME``); defaults are the published ones
     invert_options: ClassVar[tuple[TrainOption, ...]] = ()
     runtime_options = ()  # nothing is trained, so a saved configuration is the whole method

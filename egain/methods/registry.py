@@ -128,6 +128,12 @@ def create(
     return model
 
 
+def untrained_default(cls: type[InversionMethod]) -> bool:
+    """Whether ``cls`` needs no trained weights and names a bundled generator to run on (the
+    optimisation methods: ``create("sam")`` inverts with the synthfaces StyleGAN2)."""
+    return cls.bundled_generator is not None and not cls.trains()
+
+
 def _create(
     cls: type[InversionMethod],
     generator: nn.Module | str | os.PathLike | None,
@@ -135,6 +141,10 @@ def _create(
     dev: torch.device,
     config: dict[str, Any],
 ) -> InversionMethod:
+    if checkpoint is None and generator is None and cls.bundled_weights is None and untrained_default(cls):
+        generator = (
+            f"zoo:{cls.bundled_generator}"  # a method that trains nothing runs on the bundled generator
+        )
     if checkpoint is None and generator is None:
         if cls.bundled_weights is None:
             raise EgainError(
