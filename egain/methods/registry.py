@@ -141,17 +141,16 @@ def _create(
     dev: torch.device,
     config: dict[str, Any],
 ) -> InversionMethod:
-    if checkpoint is None and generator is None and cls.bundled_weights is None and untrained_default(cls):
-        generator = (
-            f"zoo:{cls.bundled_generator}"  # a method that trains nothing runs on the bundled generator
-        )
     if checkpoint is None and generator is None:
-        if cls.bundled_weights is None:
+        if cls.bundled_weights is not None:
+            checkpoint = f"zoo:{cls.bundled_weights}"
+        elif untrained_default(cls):  # a method that trains nothing runs on the bundled generator
+            generator = f"zoo:{cls.bundled_generator}"
+        else:
             raise EgainError(
                 f"method {cls.name!r} has no bundled weights; pass generator=... (and checkpoint=... to load "
                 "trained weights)"
             )
-        checkpoint = f"zoo:{cls.bundled_weights}"
     if checkpoint is None:
         g = generator_io.load_generator(generator, dev)
         return cls(generator=g, **config).to(dev)
